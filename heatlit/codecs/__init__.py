@@ -1,0 +1,53 @@
+"""Coordinate codecs: ground-truth coordinates -> target heatmaps, predicted heatmaps -> coordinates.
+
+Conventions (stated once here; every module of heatlit follows them)
+----------------------------------------------------------------------
+* Coordinates are ``(x, y)`` or ``(x, y, z)`` in pixels of the space named, **pixel centres at
+  integers**: pixel ``(i, j)`` of a ``[H, W]`` map is the point ``x = j, y = i`` and covers
+  ``[j - 0.5, j + 0.5) x [i - 0.5, i + 0.5)``. A map of width W spans ``[-0.5, W - 0.5]``.
+* Heatmaps are ``[B, K, H, W]`` (2D) or ``[B, K, D, H, W]`` (3D volumes); the coordinate vector runs
+  over the spatial axes from last to first: x over W, y over H, z over D.
+* Input-image and heatmap coordinates differ by the stride only: see :func:`coords.to_heatmap`.
+* Encoders: ``encoder(keypoints[B, K, n], visible[B, K], heatmap_size) -> (heatmaps, weights[B, K])``.
+* Decoders: ``decoder(heatmaps) -> (coords[B, K, n], scores[B, K])`` with n = 2 or 3. Scores are the
+  heatmap maximum (clamped at 0); a map without a peak (flat, all non-positive, all non-finite) gets
+  score 0 and the frame centre. Coordinates are always finite and inside the frame.
+
+All functions are batched tensor code (no Python loop over samples or keypoints), device-agnostic
+and free of host synchronisation, except the multi-peak decoder's plateau merge (see there).
+"""
+
+from heatlit.codecs.coords import to_heatmap, to_input
+from heatlit.codecs.decoders import (
+    ArgmaxDecoder,
+    CentreOfMassDecoder,
+    DarkDecoder,
+    SoftArgmaxDecoder,
+    StandardDecoder,
+    argmax_decode,
+    com_decode,
+    dark_decode,
+    soft_argmax,
+    standard_decode,
+)
+from heatlit.codecs.encoders import GaussianEncoder, gaussian_heatmaps
+from heatlit.codecs.multipeak import MultiPeakDecoder, multipeak_decode
+
+__all__ = [
+    "ArgmaxDecoder",
+    "CentreOfMassDecoder",
+    "DarkDecoder",
+    "GaussianEncoder",
+    "MultiPeakDecoder",
+    "SoftArgmaxDecoder",
+    "StandardDecoder",
+    "argmax_decode",
+    "com_decode",
+    "dark_decode",
+    "gaussian_heatmaps",
+    "multipeak_decode",
+    "soft_argmax",
+    "standard_decode",
+    "to_heatmap",
+    "to_input",
+]
