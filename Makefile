@@ -37,7 +37,7 @@ lint: $(STAMP)  ## ruff
 	$(PY) -m ruff format --check heatlit tests
 
 sweep: $(STAMP)  ## CPU table2 sweep, then its report
-	$(PY) -m heatlit.sweep table2_cpu
+	$(PY) -m heatlit.sweep table2_cpu $(ARGS)
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun wandb lightning_logs .pytest_cache .ruff_cache

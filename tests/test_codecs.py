@@ -65,8 +65,18 @@ def test_quant_centres_on_rounded_coordinate():
 
 def test_invisible_and_out_of_frame_get_zero_weight():
     sigma = 2.0
-    kp = torch.tensor([[[5.0, 5.0], [5.0, 5.0], [-0.5 - 3 * sigma - 0.01, 5.0], [-0.5 - 3 * sigma + 0.01, 5.0],
-                        [float("nan"), 1.0], [5.0, 16 - 0.5 + 3 * sigma + 0.01]]])
+    kp = torch.tensor(
+        [
+            [
+                [5.0, 5.0],
+                [5.0, 5.0],
+                [-0.5 - 3 * sigma - 0.01, 5.0],
+                [-0.5 - 3 * sigma + 0.01, 5.0],
+                [float("nan"), 1.0],
+                [5.0, 16 - 0.5 + 3 * sigma + 0.01],
+            ]
+        ]
+    )
     vis = torch.tensor([[1, 0, 1, 1, 1, 1]])
     hm, w = gaussian_heatmaps(kp, vis, (16, 16), sigma=sigma)
     assert w.tolist() == [[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]]
@@ -192,8 +202,11 @@ def test_centre_of_mass_whole_map_and_window():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    x=st.floats(0, 1), y=st.floats(0, 1), sigma=st.floats(1.0, 3.0),
-    h=st.integers(24, 48), w=st.integers(24, 48),
+    x=st.floats(0, 1),
+    y=st.floats(0, 1),
+    sigma=st.floats(1.0, 3.0),
+    h=st.integers(24, 48),
+    w=st.integers(24, 48),
 )
 def test_property_unquant_dark_round_trip(x, y, sigma, h, w):
     margin = 3 * sigma + 6

@@ -112,7 +112,9 @@ def standard_decode(heatmaps: Tensor, shift: float = 0.25) -> tuple[Tensor, Tens
     return _finish(coords + torch.stack(offsets, -1), flat, maxval, spatial)
 
 
-def gather_patches(flat: Tensor, spatial: tuple[int, ...], centres: Tensor, radius: int) -> tuple[Tensor, Tensor, Tensor]:
+def gather_patches(
+    flat: Tensor, spatial: tuple[int, ...], centres: Tensor, radius: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """Values of the ``(2r+1)^n`` neighbourhood of integer points, zero outside the frame.
 
     Only the neighbourhoods are read, so refining a peak costs O(r^n) per map instead of a full-map filter.
@@ -169,6 +171,7 @@ def _newton_offsets(logv: Tensor, n: int) -> Tensor:
     Gradient and Hessian by central differences (the full Hessian, mixed terms included). Where the
     Hessian is not negative definite the point is no maximum of a Gaussian and the step is skipped.
     """
+
     def at(*d: int) -> Tensor:  # d = (dx, dy[, dz]) in {-1, 0, 1}
         return logv[:, sum((di + 1) * 3**i for i, di in enumerate(d))]
 
@@ -269,7 +272,9 @@ def com_decode(heatmaps: Tensor, radius: int | None = None) -> tuple[Tensor, Ten
         mass = w.sum(-1)
         weighted = (w[..., None] * pos[:, :, 0].to(h.dtype)).sum(-2)
     has_mass = mass > 0
-    coords = torch.where(has_mass[..., None], weighted / torch.where(has_mass, mass, 1)[..., None], ints.to(h.dtype))
+    coords = torch.where(
+        has_mass[..., None], weighted / torch.where(has_mass, mass, 1)[..., None], ints.to(h.dtype)
+    )
     return _finish(coords, flat, maxval, spatial)
 
 
@@ -306,7 +311,9 @@ class _Decoder:
 
     def __call__(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
         if isinstance(heatmaps, Tensor) and heatmaps.dim() - 2 not in self.dims:
-            raise ValueError(f"{type(self).__name__} decodes {self.dims}-D maps, got shape {list(heatmaps.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} decodes {self.dims}-D maps, got shape {list(heatmaps.shape)}"
+            )
         return type(self).fn(heatmaps, **self.options)
 
     decode = __call__

@@ -17,7 +17,9 @@ Tensor = torch.Tensor
 def _heatmap_size(heatmap_size: Sequence[int], n: int) -> tuple[int, ...]:
     size = tuple(int(s) for s in heatmap_size)
     if len(size) not in (2, 3) or any(s <= 0 for s in size):
-        raise ValueError(f"heatmap_size must be (H, W) or (D, H, W) of positive ints, got {tuple(heatmap_size)}")
+        raise ValueError(
+            f"heatmap_size must be (H, W) or (D, H, W) of positive ints, got {tuple(heatmap_size)}"
+        )
     if len(size) != n:
         raise ValueError(
             f"keypoints have {n} coordinates (x, y{', z' if n == 3 else ''}) but heatmap_size {size} "
@@ -35,7 +37,9 @@ def _sigma_tensor(sigma: float | Sequence[float] | Tensor, like: Tensor) -> Tens
     try:
         sig = sig.expand(batch, joints)
     except RuntimeError as err:
-        raise ValueError(f"sigma of shape {tuple(sig.shape)} does not broadcast to [B, K] = {[batch, joints]}") from err
+        raise ValueError(
+            f"sigma of shape {tuple(sig.shape)} does not broadcast to [B, K] = {[batch, joints]}"
+        ) from err
     if sig.numel() and not bool(torch.isfinite(sig).all() and (sig > 0).all()):
         raise ValueError("sigma must be finite and > 0")
     return sig
@@ -69,7 +73,9 @@ def gaussian_heatmaps(
         keypoints get weight 0 and an empty map.
     """
     if not isinstance(keypoints, Tensor) or keypoints.dim() != 3:
-        raise ValueError(f"keypoints must be a [B, K, n] tensor, got {getattr(keypoints, 'shape', type(keypoints))}")
+        raise ValueError(
+            f"keypoints must be a [B, K, n] tensor, got {getattr(keypoints, 'shape', type(keypoints))}"
+        )
     size = _heatmap_size(heatmap_size, keypoints.shape[-1])
     visible = torch.as_tensor(visible, device=keypoints.device)
     if visible.shape != keypoints.shape[:2]:

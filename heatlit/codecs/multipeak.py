@@ -39,7 +39,11 @@ def _plateau_representatives(candidates: Tensor) -> Tensor:
     spatial = candidates.shape[2:]
     n_pix = candidates[0, 0].numel() if candidates.numel() else 0
     # float64 holds every flat index exactly, and max-pooling needs a floating type.
-    own = torch.arange(n_pix, device=candidates.device, dtype=torch.float64).reshape(spatial).expand(candidates.shape)
+    own = (
+        torch.arange(n_pix, device=candidates.device, dtype=torch.float64)
+        .reshape(spatial)
+        .expand(candidates.shape)
+    )
     big = torch.full_like(own, float(n_pix))
     label = torch.where(candidates, own, big)
     while True:
@@ -109,13 +113,21 @@ class MultiPeakDecoder:
     multi = True
 
     def __init__(
-        self, max_peaks: int = 20, threshold: float = 0.1, nms_kernel: int = 5, kernel: int = 11, refine: bool = True
+        self,
+        max_peaks: int = 20,
+        threshold: float = 0.1,
+        nms_kernel: int = 5,
+        kernel: int = 11,
+        refine: bool = True,
     ) -> None:
         if int(max_peaks) != max_peaks or max_peaks < 1:
             raise ValueError(f"max_peaks must be a positive integer, got {max_peaks}")
         self.options = dict(
-            max_peaks=int(max_peaks), threshold=float(threshold), nms_kernel=_check_kernel(nms_kernel),
-            kernel=_check_kernel(kernel), refine=bool(refine),
+            max_peaks=int(max_peaks),
+            threshold=float(threshold),
+            nms_kernel=_check_kernel(nms_kernel),
+            kernel=_check_kernel(kernel),
+            refine=bool(refine),
         )
 
     def __call__(self, heatmaps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
