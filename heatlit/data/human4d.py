@@ -1,0 +1,512 @@
+"""HUMAN4D depth maps with VICON joints (``data=human4d``), and a writer of small fixtures in that layout.
+
+Layout read (the authors' published tooling; where it is ambiguous, the reading chosen here is marked
+**choice** and the loader enforces it, raising an error that names the file otherwise)::
+
+    <root>/device_repository.json     [{"Device": "M72e", "Depth Intrinsics": [{"1280x720": [9 numbers]}, ...]}, ...]
+    <root>/training.txt               split lists, one sample frame per line: "<frame> <subject> <recording>"
+    <root>/validation.txt
+    <root>/testing.txt
+    <root>/S1/offsets.txt             one line per recording: "<recording> <skip>" (tab or spaces)
+    <root>/S1/pose/<DEV>.extrinsics   4 lines x 3 numbers: rows 0-2 rotation R, row 3 translation t (mm)
+    <root>/S1/<recording>/Dump/depth/<frame>_<DEV>_depth_<n>.pgm    ASCII P2, 320x180, 100 um units
+    <root>/S1/<recording>/Dump/gposes3d/<pose index>.npy             [people, 33, 3] float, mm, world
+
+- Intrinsics: the ``"1280x720"`` entry is the row-major 3x3 K of the 1280x720 depth sensor; fx, fy, cx, cy
+  are divided by 4 for the 320x180 maps (the tooling's recipe, no half-pixel shift), then ``cy -= 10`` for
+  the reproduction's 320x160 centre crop (rows 10..169).
+- Extrinsics are camera-to-world: ``X_world = R @ X_cam + t`` with R the 3x3 of rows 0-2 as written
+  (**choice**, the tooling's ``y = R x + t``); joints go to the camera by ``X_cam = R.T @ (X_world - t)``.
+- Offsets (**choice**): ``pose index = frame - skip`` where ``skip`` is the recording's offsets.txt value
+  (the tooling names poses ``<frame - skip>.npy``); frames with a negative pose index have no pose.
+- Split lists (**choice**): ``<frame>`` is the depth frame number of the file names, ``<subject>`` the
+  subject folder (``S1``), ``<recording>`` the folder under it. Every listed frame yields one sample per
+  device. A subject folder that holds ``Dump/`` itself (the abbreviated ``S<n>/Dump/...`` form) is one
+  recording named after the subject.
+- Person (**choice**): ``gposes3d`` arrays may hold several people; ``person`` (default 0) selects one.
+- Visibility: in the cropped frame and not behind a depth-map surface nearer than the joint's slack
+  (an average body's part radii, as for the synthetic data); missing depth never hides a joint.
+
+Malformed files raise :class:`~heatlit.data.errors.DataError` (missing ones ``FileNotFoundError``) naming
+the file and what was expected; with ``on_missing="skip"`` listed samples whose depth or pose file is
+absent are dropped and counted in the log instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from heatlit.data import render as rd
+from heatlit.data import skeleton as sk
+from heatlit.data.errors import DataError
+from heatlit.data.motion import make_body
+
+log = logging.getLogger(__name__)
+
+SPLIT_FILES = {"train": "training.txt", "val": "validation.txt", "test": "testing.txt"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validation": "val",
+    "valid": "val",
+    "test": "test",
+    "testing": "test",
+}
+_DEPTH_NAME = re.compile(r"^(\d+)_([A-Za-z0-9]+)_depth_(\d+)\.pgm$")
+_SLACK = make_body(1700.0).visibility_slack  # an average body's part radii
+
+
+# ----------------------------------------------------------------------------------------- readers
+def read_pgm(path: str | Path, size: tuple[int, int] | None = rd.FULL_SIZE) -> np.ndarray:
+    """Read an ASCII (P2) PGM strictly.
+
+    Args:
+        path: the file.
+        size: required ``(W, H)``, or None to accept any.
+
+    Returns:
+        ``[H, W]`` uint16 raw values (HUMAN4D: depth in 100 um units, 0 = missing).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: not P2, bad header, wrong size, values out of range, or too few / many values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HUMAN4D depth map not found: {path}")
+    text = path.read_text(errors="replace")
+    tokens = re.sub(r"#[^\n]*", " ", text).split()
+    if len(tokens) < 4 or tokens[0] != "P2":
+        raise DataError(f"{path}: expected an ASCII PGM ('P2' header), found {tokens[:1] or 'an empty file'}")
+    try:
+        width, height, maxval = int(tokens[1]), int(tokens[2]), int(tokens[3])
+    except ValueError as err:
+        raise DataError(f"{path}: bad PGM header {tokens[1:4]} (expected width height maxval)") from err
+    if size is not None and (width, height) != tuple(size):
+        raise DataError(f"{path}: PGM is {width}x{height}, expected {size[0]}x{size[1]}")
+    if not 0 < maxval <= 65535:
+        raise DataError(f"{path}: PGM maxval {maxval} outside 1..65535")
+    values = tokens[4:]
+    if len(values) != width * height:
+        raise DataError(
+            f"{path}: expected {width}x{height} = {width * height} depth values, found {len(values)} (truncated?)"
+        )
+    try:
+        data = np.array(values, dtype=np.int64)
+    except ValueError as err:
+        raise DataError(f"{path}: non-integer PGM value ({err})") from err
+    if data.min() < 0 or data.max() > maxval:
+        raise DataError(f"{path}: PGM values must lie in 0..{maxval}, found {data.min()}..{data.max()}")
+    return data.reshape(height, width).astype(np.uint16)
+
+
+def write_pgm(path: str | Path, image: np.ndarray) -> None:
+    """Write ``[H, W]`` uint16 as an ASCII P2 PGM (maxval 65535), one image row per line."""
+    image = np.asarray(image)
+    rows = "\n".join(" ".join(map(str, row)) for row in image.astype(np.int64).tolist())
+    Path(path).write_text(f"P2\n{image.shape[1]} {image.shape[0]}\n65535\n{rows}\n")
+
+
+def read_poses(path: str | Path) -> np.ndarray:
+    """``[people, 33, 3]`` float64 world mm from a ``gposes3d`` file (errors name the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HUMAN4D pose file not found: {path}")
+    try:
+        poses = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: unreadable .npy (expected [people, 33, 3] float mm): {err}") from err
+    if poses.ndim != 3 or poses.shape[1:] != (len(sk.HUMAN4D_33), 3) or poses.shape[0] < 1:
+        raise DataError(f"{path}: joint array has shape {poses.shape}, expected [people >= 1, 33, 3]")
+    if not np.issubdtype(poses.dtype, np.number):
+        raise DataError(f"{path}: joint array has dtype {poses.dtype}, expected a float type")
+    return poses.astype(np.float64)
+
+
+def read_intrinsics(path: str | Path) -> dict[str, np.ndarray]:
+    """Device name -> ``[3, 3]`` 1280x720 depth intrinsics from ``device_repository.json``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HUMAN4D device repository not found: {path}")
+    try:
+        entries = json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: expected a JSON list of devices, found {type(entries).__name__}")
+    out = {}
+    for n, entry in enumerate(entries):
+        try:
+            name = entry["Device"]
+            modes = entry["Depth Intrinsics"]
+            K = next(np.asarray(m["1280x720"], dtype=np.float64) for m in modes if "1280x720" in m)
+        except (KeyError, TypeError, StopIteration, ValueError) as err:
+            raise DataError(
+                f"{path}: entry {n} lacks 'Device' / 'Depth Intrinsics' [{{'1280x720': 9 numbers}}] ({err!r})"
+            ) from err
+        if K.size != 9:
+            raise DataError(f"{path}: device {name!r} 1280x720 intrinsics have {K.size} numbers, expected 9")
+        out[str(name)] = K.reshape(3, 3)
+    return out
+
+
+def read_extrinsics(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-to-world ``(R [3, 3], t [3] mm)`` from a 4x3 ``.extrinsics`` text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HUMAN4D extrinsics not found: {path}")
+    try:
+        data = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as err:
+        raise DataError(f"{path}: expected 4 lines of 3 numbers ({err})") from err
+    if data.shape != (4, 3):
+        raise DataError(
+            f"{path}: extrinsics have shape {data.shape}, expected 4x3 (rotation rows, translation)"
+        )
+    R, t = data[:3], data[3]
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) < 0:
+        raise DataError(f"{path}: rows 0-2 are not a rotation matrix")
+    return R, t
+
+
+def read_offsets(path: str | Path) -> dict[str, int]:
+    """Recording -> frame skip from a subject's ``offsets.txt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HUMAN4D offsets file not found: {path}")
+    out = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
+            raise DataError(f"{path}:{n}: expected '<recording> <skip>', found {line!r}")
+        out[parts[0]] = int(parts[1])
+    return out
+
+
+def read_split(path: str | Path) -> list[tuple[int, str, str]]:
+    """``(frame, subject, recording)`` lines of a split list."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HUMAN4D split list not found: {path}")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise DataError(f"{path}:{n}: expected '<frame> <subject> <recording>', found {line!r}")
+        out.append((int(parts[0]), parts[1], parts[2]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ source
+def _subject_name(s) -> str:
+    return f"S{s}" if isinstance(s, int) or str(s).isdigit() else str(s)
+
+
+class Human4DSource(Dataset):
+    """HUMAN4D depth samples as raw-sample dicts (``docs/CONTRACTS.md``); layout: see the module doc.
+
+    Args:
+        root: dataset root (holds ``device_repository.json`` and ``S1..S4``).
+        split: ``"train"``, ``"val"`` or ``"test"`` (reads training / validation / testing.txt).
+        subjects: subject names or numbers to keep (default: all in the split list).
+        devices: device names to use (default: every device with intrinsics and extrinsics).
+        person: which person of multi-person pose files.
+        on_missing: ``"error"`` (default) or ``"skip"`` listed samples whose depth or pose file is absent
+            (the skips are counted in the log).
+        occlusion: mark joints behind a nearer depth surface invisible.
+        slack_mm: how far (mm, scalar or ``[18]``) a joint may lie behind the depth surface and still
+            count as visible; default: an average body's part radii (as the synthetic data uses).
+    """
+
+    joint_names = sk.JOINT_NAMES
+    flip_pairs = sk.FLIP_PAIRS
+    head_segment = sk.HEAD_SEGMENT
+    in_channels = 1
+    has_3d = True
+    metric_kind = "pckh"
+
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        subjects=None,
+        devices=None,
+        *,
+        person: int = 0,
+        on_missing: str = "error",
+        occlusion: bool = True,
+        slack_mm=None,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"HUMAN4D root not found: {self.root}")
+        if split not in _SPLIT_ALIASES:
+            raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLIT_ALIASES)}")
+        if on_missing not in ("error", "skip"):
+            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+        self.split = _SPLIT_ALIASES[split]
+        self.person = int(person)
+        self.slack = np.broadcast_to(
+            np.asarray(_SLACK if slack_mm is None else slack_mm, dtype=np.float64), (sk.NUM_JOINTS,)
+        )
+        if not occlusion:
+            self.slack = np.full(sk.NUM_JOINTS, np.inf)
+        intrinsics = read_intrinsics(self.root / "device_repository.json")
+        listed = read_split(self.root / SPLIT_FILES[self.split])
+        keep = None if subjects is None else {_subject_name(s) for s in subjects}
+        # One entry per sample: (depth path, pose path, subject, recording, frame, pose index, device).
+        self.samples: list[tuple] = []
+        self.cameras: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        skipped = {"depth": 0, "pose": 0, "before_offset": 0}
+        recordings: dict[tuple[str, str], dict] = {}
+        for frame, subject, recording in listed:
+            if keep is not None and subject not in keep:
+                continue
+            rec = recordings.get((subject, recording))
+            if rec is None:
+                rec = recordings[(subject, recording)] = self._scan(subject, recording, intrinsics, devices)
+            pose_index = frame - rec["skip"]
+            if pose_index < 0:
+                skipped["before_offset"] += len(rec["devices"])
+                continue
+            pose_path = rec["dump"] / "gposes3d" / f"{pose_index}.npy"
+            if pose_index not in rec["poses"]:
+                if on_missing == "error":
+                    raise FileNotFoundError(
+                        f"HUMAN4D pose file not found: {pose_path} (listed frame {frame} of {subject}/{recording}, "
+                        f"skip {rec['skip']})"
+                    )
+                skipped["pose"] += len(rec["devices"])
+                continue
+            for device in rec["devices"]:
+                name = rec["depth"].get((frame, device))
+                if name is None:
+                    if on_missing == "error":
+                        raise FileNotFoundError(
+                            f"HUMAN4D depth map not found: {rec['dump'] / 'depth'}/{frame}_{device}_depth_*.pgm "
+                            f"(listed in {self.root / SPLIT_FILES[self.split]})"
+                        )
+                    skipped["depth"] += 1
+                    continue
+                self.samples.append(
+                    (rec["dump"] / "depth" / name, pose_path, subject, recording, frame, pose_index, device)
+                )
+        if any(skipped.values()):
+            log.warning(
+                "HUMAN4D %s: skipped %d samples without a depth map, %d without a pose file, "
+                "%d listed before their recording's offset",
+                self.split,
+                skipped["depth"],
+                skipped["pose"],
+                skipped["before_offset"],
+            )
+        self.skipped = skipped
+        self.devices = sorted({s[6] for s in self.samples})
+
+    def _scan(self, subject: str, recording: str, intrinsics: dict, devices) -> dict:
+        """Index one recording: its skip, cameras, depth files and pose files (one directory listing each)."""
+        subject_dir = self.root / subject
+        if not subject_dir.is_dir():
+            raise FileNotFoundError(f"HUMAN4D subject folder not found: {subject_dir}")
+        dump = (
+            subject_dir / "Dump"
+            if recording == subject and (subject_dir / "Dump").is_dir()
+            else (subject_dir / recording / "Dump")
+        )
+        for sub in ("depth", "gposes3d"):
+            if not (dump / sub).is_dir():
+                raise FileNotFoundError(f"HUMAN4D folder not found: {dump / sub}")
+        offsets = read_offsets(subject_dir / "offsets.txt")
+        if recording not in offsets:
+            raise DataError(f"{subject_dir / 'offsets.txt'}: no line for recording {recording!r}")
+        pose_dir = subject_dir / "pose"
+        available = sorted(p.stem for p in pose_dir.glob("*.extrinsics"))
+        if devices is None:
+            use = [d for d in available if d in intrinsics]
+            if not use:
+                raise FileNotFoundError(
+                    f"no <DEV>.extrinsics with intrinsics in {pose_dir} (devices: {list(intrinsics)})"
+                )
+        else:
+            use = list(devices)
+            for d in use:
+                if d not in intrinsics:
+                    raise DataError(f"{self.root / 'device_repository.json'}: no intrinsics for device {d!r}")
+        for d in use:
+            if (subject, d) not in self.cameras:
+                R, t = read_extrinsics(pose_dir / f"{d}.extrinsics")
+                K = rd.crop_K(rd.sensor_to_depth_K(intrinsics[d]), rd.CROP_TOP)
+                self.cameras[(subject, d)] = (R, t, K)
+        depth = {}
+        for name in (p.name for p in (dump / "depth").iterdir()):
+            m = _DEPTH_NAME.match(name)
+            if m:
+                depth[(int(m.group(1)), m.group(2))] = name
+        poses = {int(p.stem) for p in (dump / "gposes3d").glob("*.npy") if p.stem.isdigit()}
+        return {"dump": dump, "skip": offsets[recording], "devices": use, "depth": depth, "poses": poses}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        depth_path, pose_path, subject, recording, frame, pose_index, device = self.samples[i]
+        raw = read_pgm(depth_path)
+        crop = raw[rd.CROP_TOP : rd.CROP_TOP + rd.CROP_SIZE[1]].astype(np.float32)
+        depth_mm = crop * np.float32(rd.DEPTH_UNIT_MM)
+        poses = read_poses(pose_path)
+        if self.person >= len(poses):
+            raise DataError(f"{pose_path}: has {len(poses)} people, person {self.person} requested")
+        world = sk.select_18(poses[self.person])
+        R, t, K = self.cameras[(subject, device)]
+        joints_cam = (world - t) @ R  # R.T @ (X - t) for row vectors
+        known = np.isfinite(joints_cam).all(axis=1) & (joints_cam[:, 2] > 0)
+        safe = np.where(known[:, None], joints_cam, [0.0, 0.0, 1.0])
+        keypoints = np.where(known[:, None], rd.project(K, safe), 0.0)
+        visible = known & rd.joint_visibility(depth_mm, keypoints, safe[:, 2], self.slack)
+        h, w = depth_mm.shape
+        neck, head = self.head_segment
+        return {
+            "image": (crop * np.float32(rd.DEPTH_UNIT_MM / 1000.0))[..., None],
+            "keypoints": keypoints,
+            "visible": visible,
+            "joints3d": np.where(known[:, None], joints_cam, 0.0).astype(np.float32),
+            "cam_K": K.copy(),
+            "center": np.array([(w - 1) / 2.0, (h - 1) / 2.0]),
+            "scale": np.array([float(w), float(h)]),
+            "norm": float(np.linalg.norm(keypoints[head] - keypoints[neck])),
+            "meta": {
+                "sample_id": i,
+                "image_id": i,
+                "split": self.split,
+                "subject": int(subject[1:]) if subject[1:].isdigit() else subject,
+                "subject_name": subject,
+                "activity": recording,
+                "camera": self.devices.index(device),
+                "device": device,
+                "frame": frame,
+                "pose_index": pose_index,
+                "file": str(depth_path),
+            },
+        }
+
+
+# ----------------------------------------------------------------------------------------- fixture
+def write_human4d_fixture(
+    root: str | Path,
+    *,
+    subjects=(1, 2),
+    activities=("walking", "punching"),
+    frames: int = 2,
+    skip: int = 2,
+    noise: bool = False,
+    seed: int = 1314,
+    flat: bool = False,
+) -> list[dict]:
+    """Write a tiny dataset in the HUMAN4D layout from synthetic renders (for tests and examples).
+
+    Subjects and cameras are those of a :class:`~heatlit.data.synth.SynthWorld` with ``max(subjects)``
+    subjects; each (subject, activity) becomes a recording with ``skip + frames`` depth frames per device
+    of which the first ``skip`` precede the poses. The last subject's recordings alternate between
+    validation.txt and testing.txt; the others go to training.txt.
+
+    Args:
+        root: output folder (created).
+        subjects: subject numbers (``S<n>``).
+        activities: procedural activity names (recording names).
+        frames: posed frames per recording.
+        skip: offsets.txt value of every recording.
+        noise: sensor noise on the depth maps.
+        seed: world seed.
+        flat: write the abbreviated ``S<n>/Dump/...`` form (one recording per subject, named ``S<n>``).
+
+    Returns:
+        Ground truth per written sample: dicts with ``subject`` (``"S1"``), ``recording``, ``frame``,
+        ``device``, ``keypoints [18, 2]`` (in the 320x160 crop), ``joints3d [18, 3]`` camera mm,
+        ``visible [18]`` (renderer z-buffer, in the crop), ``slack [18]`` (the subject's visibility slack, mm)
+        and ``split``.
+    """
+    from heatlit.data.synth import DEVICES, SynthConfig, SynthWorld, render_view
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    world = SynthWorld(
+        SynthConfig(
+            width=rd.CROP_SIZE[0],
+            height=rd.CROP_SIZE[1],
+            subjects=max(max(subjects), 2),
+            seed=seed,
+            noise=noise,
+            mocap_path=None,
+        )
+    )
+    repo = [
+        {
+            "Device": name,
+            "Type": "RealSense D415",
+            "Depth Intrinsics": [{"1280x720": world.sensor_K[k].reshape(-1).tolist()}],
+        }
+        for k, name in enumerate(DEVICES)
+    ]
+    (root / "device_repository.json").write_text(json.dumps(repo, indent=1))
+    lists = {"train": [], "val": [], "test": []}
+    truth = []
+    held_out = max(subjects)
+    for s in subjects:
+        sdir = root / f"S{s}"
+        (sdir / "pose").mkdir(parents=True, exist_ok=True)
+        for cam in world.rigs[s - 1]:
+            rows = np.vstack([cam.R.T, cam.center[None]])  # camera-to-world rotation, camera centre
+            np.savetxt(sdir / "pose" / f"{cam.name}.extrinsics", rows, fmt="%.17g")
+        acts = activities[:1] if flat else activities
+        offsets = []
+        for a_i, activity in enumerate(acts):
+            recording = f"S{s}" if flat else activity
+            dump = (sdir if flat else sdir / recording) / "Dump"
+            (dump / "depth").mkdir(parents=True, exist_ok=True)
+            (dump / "gposes3d").mkdir(parents=True, exist_ok=True)
+            offsets.append(f"{recording}\t{skip}")
+            split = "train" if s != held_out else ("val" if a_i % 2 == 0 else "test")
+            pose_frames = np.arange(frames) * 7
+            perf = world.performance(s, activity, pose_frames)
+            for f in range(skip + frames):
+                for k, cam in enumerate(world.rigs[s - 1]):
+                    pose = f - skip
+                    joints = perf.joints[max(pose, 0)]
+                    rng = np.random.default_rng([seed, 77, s, a_i, f, k]) if noise else None
+                    view = render_view(world, s, joints, world.scene(s, perf, max(pose, 0)), cam, rng)
+                    write_pgm(dump / "depth" / f"{f}_{cam.name}_depth_{f}.pgm", view["depth"])
+                    if pose < 0:
+                        continue
+                    kp = view["keypoints"] - [0.0, rd.CROP_TOP]
+                    in_crop = (kp[:, 1] >= -0.5) & (kp[:, 1] < rd.CROP_SIZE[1] - 0.5)
+                    truth.append(
+                        {
+                            "subject": f"S{s}",
+                            "recording": recording,
+                            "frame": f,
+                            "device": DEVICES[k],
+                            "keypoints": kp,
+                            "joints3d": view["joints3d"],
+                            "visible": view["visible"] & in_crop,
+                            "slack": world.bodies[s - 1].visibility_slack,
+                            "split": split,
+                        }
+                    )
+                if pose >= 0:
+                    np.save(dump / "gposes3d" / f"{pose}.npy", sk.expand_to_33(perf.joints[pose])[None])
+                    lists[split].append(f"{f} S{s} {recording}")
+        (sdir / "offsets.txt").write_text("\n".join(offsets) + "\n")
+    for split, lines in lists.items():
+        (root / SPLIT_FILES[split]).write_text("".join(line + "\n" for line in lines))
+    return truth
