@@ -1,0 +1,28 @@
+"""Evaluation metrics (torchmetrics ``Metric`` subclasses, sum/cat states, safe to reduce across processes).
+
+Units: ratios (PCK, PCKh, AUC, COCO AP) in percent 0-100; errors in the pixels of the inputs (RMSE,
+MeanError) or their length unit, mm by contract (MPJPE). Coordinates: ``(x, y[, z])``, pixel centres at
+integers (``docs/CONTRACTS.md``). Exclusion, non-finite and empty-input policies:
+:class:`heatlit.metrics.base.KeypointMetric`.
+"""
+
+from heatlit.metrics.base import KeypointMetric
+from heatlit.metrics.coco import STAT_NAMES, CocoOksAP, load_coco
+from heatlit.metrics.collection import KeypointMetricCollection, build_metrics
+from heatlit.metrics.keypoint import AUC, PCK, RMSE, MeanError, PCKh
+from heatlit.metrics.pose3d import MPJPE
+
+__all__ = [
+    "AUC",
+    "MPJPE",
+    "PCK",
+    "RMSE",
+    "STAT_NAMES",
+    "CocoOksAP",
+    "KeypointMetric",
+    "KeypointMetricCollection",
+    "MeanError",
+    "PCKh",
+    "build_metrics",
+    "load_coco",
+]
