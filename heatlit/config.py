@@ -1,0 +1,87 @@
+"""Configuration checks that must fail before any training starts, with messages a user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says what to change."""
+
+
+def _get(cfg: DictConfig, key: str, default=None):
+    return OmegaConf.select(cfg, key, default=default)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Static checks on the composed config (nothing instantiated yet)."""
+    for group in ("data", "model", "encoding", "loss"):
+        if _get(cfg, group) is None:
+            raise ConfigError(f"no '{group}' selected; choose one with {group}=<name> (see conf/{group}/)")
+    sigma = _get(cfg, "encoding.sigma")
+    sigmas = sigma if OmegaConf.is_list(sigma) else [sigma]
+    if sigma is None or any(not isinstance(s, int | float) or s <= 0 for s in sigmas):
+        raise ConfigError(f"encoding.sigma must be > 0 (heatmap pixels), got {sigma}")
+    data_stride, model_stride = _get(cfg, "data.stride"), _get(cfg, "model.stride")
+    if data_stride is not None and model_stride is not None and data_stride != model_stride:
+        raise ConfigError(
+            f"heatmap size does not match the model: data.stride={data_stride} but model.stride={model_stride}; "
+            f"set both (e.g. data.stride={model_stride} model.stride={model_stride})"
+        )
+    head = _get(cfg, "model.head", "2d")
+    depth = _get(cfg, "data.heatmap_depth")
+    if head == "3d" and depth is None:
+        raise ConfigError(
+            "model.head=3d needs volumetric targets: set data.heatmap_depth (e.g. 64) to model.depth_bins"
+        )
+    if head == "3d" and depth != _get(cfg, "model.depth_bins", 64):
+        raise ConfigError(
+            f"data.heatmap_depth={depth} must equal model.depth_bins={_get(cfg, 'model.depth_bins')}"
+        )
+    if head == "2d" and depth is not None:
+        raise ConfigError(f"data.heatmap_depth={depth} makes 3D targets but model.head=2d; set model.head=3d")
+    if not _get(cfg, "decoders"):
+        raise ConfigError("no decoders configured for evaluation (conf/train.yaml 'decoders')")
+    monitor = _get(cfg, "monitor.decoder")
+    if monitor is not None and monitor not in cfg.decoders:
+        raise ConfigError(
+            f"monitor.decoder={monitor} is not among the configured decoders {list(cfg.decoders)}"
+        )
+
+
+def check_decoders(decoders: Mapping, head_dim: int) -> None:
+    """Every decoder must handle the head's output (``dims``: spatial dimensionalities it decodes)."""
+    for name, decoder in decoders.items():
+        dims = getattr(decoder, "dims", (2, 3))
+        if head_dim not in dims:
+            raise ConfigError(
+                f"decoder '{name}' ({decoder!r}) decodes {dims}-D maps but the model head outputs {head_dim}-D"
+            )
+
+
+def check_model_data(model, datamodule) -> None:
+    """The model's output grid must be the data's heatmap grid."""
+    if model.stride != datamodule.stride:
+        raise ConfigError(f"model stride {model.stride} != data stride {datamodule.stride}")
+    size = tuple(datamodule.heatmap_size)
+    if model.head_dim == 3 and (len(size) != 3 or size[0] != model.depth_bins):
+        raise ConfigError(
+            f"3D head with {model.depth_bins} depth bins needs data.heatmap_depth={model.depth_bins}"
+        )
+
+
+def resolve_ckpt(ckpt_path: str | None, search_root: Path) -> str | None:
+    """``None`` -> None; ``"last"`` -> the newest ``checkpoints/last.ckpt`` under ``search_root``; else the path."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        found = sorted(Path(search_root).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(f"ckpt_path=last but no checkpoints/last.ckpt exists under {search_root}")
+        return str(found[-1])
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(f"checkpoint not found: {ckpt_path}")
+    return str(ckpt_path)

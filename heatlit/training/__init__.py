@@ -1,0 +1,1 @@
+"""Training and evaluation: the LightningModule, losses, per-decoder scoring, run orchestration."""

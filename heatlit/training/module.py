@@ -1,0 +1,171 @@
+"""LightningModule: one model, one loss, every decoder scored on the same forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from heatlit.training.losses import HeatmapLoss
+from heatlit.training.scoring import DecoderScorer
+
+Tensor = torch.Tensor
+
+CONFIG_KEY = "heatlit_config"  # the composed run config, stored in every checkpoint for `heatlit.eval`
+
+
+def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tensor:
+    """Mirror heatmaps horizontally and swap left/right channels.
+
+    With aligned pixel extents (see :func:`heatlit.codecs.coords.to_heatmap`) a flip is ``x -> W-1-x``
+    in input and heatmap space alike, so no one-pixel shift is needed (HRNet needs one because its
+    mapping is ``x / stride``).
+
+    Args:
+        heatmaps: ``[B, K, ..., W]``; flip_pairs: (left, right) channel indices.
+    """
+    flipped = torch.flip(heatmaps, dims=[-1])
+    if flip_pairs:
+        order = list(range(heatmaps.shape[1]))
+        for a, b in flip_pairs:
+            order[a], order[b] = b, a
+        flipped = flipped[:, order]
+    return flipped
+
+
+class HeatmapModule(L.LightningModule):
+    """Trains a heatmap model and scores it with every configured decoder.
+
+    Args:
+        model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
+        loss: :class:`HeatmapLoss`.
+        decoders: name -> decoder; all of them are scored on validation and test.
+        make_metrics / make_3d / make_coco: metric factories (see :class:`DecoderScorer`).
+        optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
+            ``optimizer -> LRScheduler`` (stepped per epoch).
+        flip_test: average each prediction with the prediction on the mirrored input.
+        flip_pairs: (left, right) joint indices for the flip test.
+        qualitative: how many test samples to keep for the qualitative figure.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: HeatmapLoss,
+        decoders: Mapping[str, Callable],
+        make_metrics: Callable,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        flip_test: bool = True,
+        flip_pairs: Sequence[Sequence[int]] = (),
+        make_3d: Callable | None = None,
+        make_coco: Callable | None = None,
+        depth_range_mm: float = 2000.0,
+        qualitative: int = 8,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.flip_test = bool(flip_test)
+        self.flip_pairs = [tuple(p) for p in flip_pairs]
+        stride, depth_bins = model.stride, getattr(model, "depth_bins", None) if model.head_dim == 3 else None
+        self.scorers = nn.ModuleDict(
+            {
+                stage: DecoderScorer(
+                    decoders, make_metrics, stride, make_3d, make_coco, depth_bins, depth_range_mm
+                )
+                for stage in ("val", "test")
+            }
+        )
+        self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.qualitative = int(qualitative)
+        self.samples: dict[str, Tensor] = {}
+        self.run_config: dict | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint[CONFIG_KEY] = self.run_config
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        return self.model(image)
+
+    def predict_heatmaps(self, image: Tensor) -> Tensor:
+        """Final-stage heatmaps ``[B, K, ...]``, flip-averaged when flip testing is on."""
+        heatmaps = self.model(image)[-1]
+        if self.flip_test:
+            mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
+            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.flip_pairs))
+        return heatmaps
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        outputs = self.model(batch["image"])
+        total, parts = self.loss(outputs, batch)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"training loss became {total.item()} at step {self.global_step}; lower optim.lr or check the data"
+            )
+        size = batch["image"].shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return total
+
+    def _evaluate(self, stage: str, batch: dict) -> None:
+        heatmaps = self.predict_heatmaps(batch["image"])
+        predictions = self.scorers[stage].update(heatmaps, batch)
+        if stage == "test" and self._kept() < self.qualitative:
+            self._keep(batch, heatmaps, predictions)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def _kept(self) -> int:
+        return 0 if not self.samples else self.samples["image"].shape[0]
+
+    def _keep(self, batch: dict, heatmaps: Tensor, predictions: dict[str, Tensor]) -> None:
+        take = self.qualitative - self._kept()
+        new = {
+            "image": batch["image"][:take, 0],
+            "keypoints": batch["keypoints"][:take],
+            "visible": batch["visible"][:take],
+            "heatmaps": heatmaps[:take].amax(1) if heatmaps.dim() == 4 else heatmaps[:take].amax((1, 2)),
+            **{f"pred/{k}": v[:take] for k, v in predictions.items()},
+        }
+        for key, value in new.items():
+            value = value.detach().float().cpu()
+            self.samples[key] = value if key not in self.samples else torch.cat([self.samples[key], value])
+
+    def _log_results(self, stage: str) -> None:
+        results = self.scorers[stage].compute()
+        self.results[stage] = results
+        flat = {
+            f"{stage}/{dec}/{name}": value
+            for dec, values in results.items()
+            for name, value in values.items()
+        }
+        self.log_dict(flat)  # already reduced across processes by torchmetrics
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_results("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.samples = {}
+
+    def on_test_epoch_end(self) -> None:
+        self._log_results("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
+        }

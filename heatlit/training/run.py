@@ -1,0 +1,228 @@
+"""The work behind ``python -m heatlit.train`` and ``python -m heatlit.eval``; the entry points stay thin."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
+from heatlit.training.artifacts import qualitative_figure, results_table, write_results
+from heatlit.training.gpu_lease import lease_gpu
+from heatlit.training.module import CONFIG_KEY, HeatmapModule
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run's output directory (``output_dir``, the Hydra job's directory unless overridden)."""
+    path = Path(cfg.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def choices(cfg: DictConfig) -> dict[str, Any]:
+    """Which option of each config group this run used (model, encoding, loss, data, ...)."""
+    picked: dict[str, Any] = {}
+    try:
+        runtime = HydraConfig.get().runtime.choices
+        picked = {
+            k: v for k, v in runtime.items() if not k.startswith("hydra") and "@" not in k and v is not None
+        }
+    except ValueError:
+        pass
+    for group in ("model", "encoding", "loss", "data"):
+        picked.setdefault(group, OmegaConf.select(cfg, f"{group}._target_", default="?").rsplit(".", 1)[-1])
+    picked["sigma"] = OmegaConf.select(cfg, "encoding.sigma")
+    picked["stride"] = OmegaConf.select(cfg, "data.stride")
+    picked["seed"] = cfg.seed
+    return picked
+
+
+def build_decoders(cfg: DictConfig) -> dict:
+    return {name: instantiate(node) for name, node in cfg.decoders.items()}
+
+
+def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
+    """Model, loss, metrics and optimiser from the config, sized by the data module."""
+    from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
+
+    model = instantiate(cfg.model, num_joints=datamodule.num_joints, in_channels=datamodule.in_channels)
+    check_model_data(model, datamodule)
+    check_decoders(decoders, model.head_dim)
+    kind = datamodule.metric_kind
+    make_metrics = functools.partial(
+        build_metrics, "pck" if kind == "coco" else "pckh", num_joints=datamodule.num_joints
+    )
+    make_3d = functools.partial(MPJPE, root_index=0) if model.head_dim == 3 else None
+    make_coco = functools.partial(CocoOksAP, ann_file=datamodule.coco_ann_file) if kind == "coco" else None
+    return HeatmapModule(
+        model=model,
+        loss=instantiate(cfg.loss),
+        decoders=decoders,
+        make_metrics=make_metrics,
+        make_3d=make_3d,
+        make_coco=make_coco,
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        flip_test=cfg.flip_test,
+        flip_pairs=datamodule.flip_pairs,
+        depth_range_mm=getattr(datamodule, "depth_range_mm", 2000.0),
+        qualitative=cfg.qualitative,
+    )
+
+
+def monitor_key(cfg: DictConfig, datamodule) -> str:
+    metric = cfg.monitor.metric or ("ap" if datamodule.metric_kind == "coco" else "pckh@0.1")
+    return f"val/{cfg.monitor.decoder}/{metric}"
+
+
+def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
+    callbacks = [
+        instantiate(node, **({"monitor": monitor} if "monitor" in node else {}))
+        for node in (cfg.get("callbacks") or {}).values()
+        if node
+    ]
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values() if node]
+    if not loggers:  # Lightning refuses a learning-rate monitor with nothing to log to
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    devices = {}
+    if (
+        cfg.get("gpu_lease")
+        and cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda")
+        and torch.cuda.is_available()
+    ):
+        devices = {"devices": [lease_gpu(torch.cuda.device_count())]}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **devices)
+
+
+def finish_loggers(trainer: L.Trainer) -> None:
+    """Close wandb so the next job of a multirun starts its own run."""
+    for lg in trainer.loggers:
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()
+
+
+def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path, extra: dict) -> dict:
+    """Print the per-decoder table, write results.json and the qualitative figure; return the results."""
+    from rich.console import Console
+
+    results = module.results
+    if "test" in results:
+        Console().print(results_table(results["test"], "test"))
+    path = write_results(out / "results.json", choices(cfg), results, extra)
+    log.info("results written to %s", path)
+    if module.samples:
+        fig = qualitative_figure(module.samples, cfg.monitor.decoder, out / "qualitative.png")
+        for lg in trainer.loggers:
+            if type(lg).__name__ == "WandbLogger":
+                import wandb
+
+                lg.experiment.log({"test/qualitative": wandb.Image(fig)})
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return results
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, test the best checkpoint with every decoder, write artefacts. Returns the results dict."""
+    started = time.time()
+    check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt = resolve_ckpt(cfg.ckpt_path, Path(cfg.output_dir).parent)
+    if ckpt is not None and Path(ckpt).parent.name == "checkpoints":
+        # Resume in the interrupted run's folder, so best-checkpoint tracking and logs carry on there.
+        cfg.output_dir = str(Path(ckpt).parent.parent)
+        log.info("resuming %s in %s", ckpt, cfg.output_dir)
+    out = output_dir(cfg)
+    encoder = instantiate(cfg.encoding)
+    datamodule = instantiate(cfg.data, encoder=encoder)
+    decoders = build_decoders(cfg)
+    module = build_module(cfg, datamodule, decoders)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    monitor = monitor_key(cfg, datamodule)
+    trainer = build_trainer(cfg, monitor)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if cfg.test:
+            trainer.test(
+                module, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False
+            )
+        extra = {
+            "best_checkpoint": best or None,
+            "monitor": monitor,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "wall_time_s": round(time.time() - started, 1),
+            "device": str(module.device),
+        }
+        return report(module, trainer, cfg, out, extra)
+    finally:
+        finish_loggers(trainer)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Test a checkpoint with every decoder; data and decoders may differ from the training run."""
+    started = time.time()
+    if not cfg.ckpt_path:
+        raise ConfigError("evaluation needs ckpt_path=<path to a heatlit checkpoint>")
+    path = resolve_ckpt(cfg.ckpt_path, Path(cfg.search_root))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if CONFIG_KEY not in checkpoint:
+        raise ConfigError(f"{path} holds no heatlit run config; was it written by heatlit.train?")
+    stored = OmegaConf.create(checkpoint[CONFIG_KEY])
+    # The trained model is what the checkpoint says; data, encoding, decoders and test options are this call's.
+    run_cfg = OmegaConf.merge(
+        stored,
+        {
+            k: cfg[k]
+            for k in ("data", "decoders", "flip_test", "monitor", "qualitative")
+            if cfg.get(k) is not None
+        },
+    )
+    run_cfg.output_dir = cfg.output_dir
+    run_cfg.trainer = cfg.trainer
+    run_cfg.logger = cfg.get("logger")
+    run_cfg.callbacks = None
+    check_config(run_cfg)
+    L.seed_everything(run_cfg.seed, workers=True)
+    datamodule = instantiate(run_cfg.data, encoder=instantiate(run_cfg.encoding))
+    module = build_module(run_cfg, datamodule, build_decoders(run_cfg))
+    missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    if [k for k in missing if not k.startswith("scorers.")] or unexpected:
+        raise ConfigError(
+            f"{path} does not fit the stored model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    trainer = build_trainer(run_cfg, monitor_key(run_cfg, datamodule))
+    try:
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        extra = {"checkpoint": path, "wall_time_s": round(time.time() - started, 1)}
+        return report(module, trainer, run_cfg, output_dir(run_cfg), extra)
+    finally:
+        finish_loggers(trainer)
+
+
+def main_guard(fn, cfg: DictConfig) -> Any:
+    """Run ``fn(cfg)``; a ConfigError becomes a one-paragraph message and exit status 2, not a traceback."""
+    try:
+        return fn(cfg)
+    except ConfigError as err:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]configuration error:[/] {err}")
+        if os.environ.get("HEATLIT_RAISE"):
+            raise
+        raise SystemExit(2) from None

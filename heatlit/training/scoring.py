@@ -1,0 +1,127 @@
+"""One forward pass, every decoder: decode, map back to input/image space, update per-decoder metrics.
+
+Shapes and conventions: :mod:`heatlit.codecs` (coordinates), docs/CONTRACTS.md (batch keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from heatlit.codecs import to_input
+
+Tensor = torch.Tensor
+
+
+def lift_to_camera(
+    coords_hm: Tensor, batch: Mapping, stride: int, depth_bins: int, depth_range_mm: float
+) -> Tensor:
+    """Heatmap-volume coordinates -> camera-frame joints in mm.
+
+    Args:
+        coords_hm: ``[B, K, 3]`` (x, y, z) in volume pixels; z is the depth bin of the joint's depth
+            relative to the root, ``z = z_rel / depth_range_mm * D + (D - 1) / 2`` (the data module's rule).
+        batch: needs ``cam_K [B, 3, 3]`` (input-pixel intrinsics) and ``root_depth [B]`` mm.
+
+    Returns:
+        ``[B, K, 3]`` camera-frame (X, Y, Z) in mm, by back-projecting the input-pixel (x, y) at the
+        predicted depth.
+    """
+    xy = to_input(coords_hm[..., :2], stride)
+    z_rel = (coords_hm[..., 2] - (depth_bins - 1) / 2) * depth_range_mm / depth_bins
+    depth = batch["root_depth"].to(xy.dtype)[:, None] + z_rel
+    cam = batch["cam_K"].to(xy.dtype)
+    fx, fy, cx, cy = cam[:, 0, 0, None], cam[:, 1, 1, None], cam[:, 0, 2, None], cam[:, 1, 2, None]
+    return torch.stack([(xy[..., 0] - cx) * depth / fx, (xy[..., 1] - cy) * depth / fy, depth], -1)
+
+
+def to_image_space(xy: Tensor, affine: Tensor) -> Tensor:
+    """Apply per-sample 2x3 affines. ``xy [B, K, 2]`` input px, ``affine [B, 2, 3]`` -> ``[B, K, 2]`` image px."""
+    return xy @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+
+
+class DecoderScorer(nn.Module):
+    """Per-decoder metric collections fed from one set of heatmaps.
+
+    Args:
+        decoders: name -> decoder callable ``heatmaps -> (coords, scores)`` (multi-peak decoders are
+            scored through their strongest peak).
+        make_metrics: factory returning a fresh ``nn.Module`` mapping metric name -> metric with
+            ``update(pred[B,K,2], target[B,K,2], visible[B,K], norm[B])`` (a MetricCollection).
+        stride: model stride, heatmap px -> input px.
+        make_3d / make_coco: optional factories of a :class:`heatlit.metrics.MPJPE` (camera mm) and a
+            :class:`heatlit.metrics.CocoOksAP` (image px).
+    """
+
+    def __init__(
+        self,
+        decoders: Mapping,
+        make_metrics,
+        stride: int,
+        make_3d=None,
+        make_coco=None,
+        depth_bins: int | None = None,
+        depth_range_mm: float = 2000.0,
+    ) -> None:
+        super().__init__()
+        if not decoders:
+            raise ValueError("at least one decoder must be configured for evaluation")
+        self.decoders = dict(decoders)
+        self.stride = int(stride)
+        self.depth_bins, self.depth_range_mm = depth_bins, float(depth_range_mm)
+        self.metrics = nn.ModuleDict({name: make_metrics() for name in self.decoders})
+        self.metrics_3d = nn.ModuleDict({n: make_3d() for n in self.decoders}) if make_3d else None
+        self.metrics_coco = nn.ModuleDict({n: make_coco() for n in self.decoders}) if make_coco else None
+
+    def decode(self, name: str, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.decoders[name](heatmaps)
+        if len(out) == 3:  # multi-peak: (coords [B,K,P,n], scores [B,K,P], mask): take the strongest
+            coords, scores, _ = out
+            return coords[:, :, 0], scores[:, :, 0]
+        return out
+
+    @torch.no_grad()
+    def update(self, heatmaps: Tensor, batch: Mapping) -> dict[str, Tensor]:
+        """Decode with every decoder and update its metrics. Returns name -> input-px coords ``[B, K, 2]``."""
+        heatmaps = heatmaps.detach().float()
+        predictions = {}
+        for name in self.decoders:
+            coords_hm, scores = self.decode(name, heatmaps)
+            xy = to_input(coords_hm[..., :2], self.stride)
+            predictions[name] = xy
+            self.metrics[name].update(xy, batch["keypoints"], batch["visible"], batch["norm"])
+            if self.metrics_3d is not None and coords_hm.shape[-1] == 3:
+                joints = lift_to_camera(coords_hm, batch, self.stride, self.depth_bins, self.depth_range_mm)
+                self.metrics_3d[name].update(joints, batch["joints3d"], batch["visible"], batch["has_3d"])
+            if self.metrics_coco is not None:
+                self.metrics_coco[name].update(
+                    batch["image_id"],
+                    to_image_space(xy, batch["to_image"]),
+                    scores,
+                    sample_index=batch.get("sample_index"),
+                )
+        return predictions
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """name -> metric -> value (python floats), then resets every state."""
+        results: dict[str, dict[str, float]] = {}
+        for name in self.decoders:
+            values = {k: float(v) for k, v in self.metrics[name].compute().items()}
+            if self.metrics_3d is not None and self.metrics_3d[name].update_called:
+                values["mpjpe"] = float(self.metrics_3d[name].compute())
+            if self.metrics_coco is not None and self.metrics_coco[name].update_called:
+                stats = self.metrics_coco[name].compute_stats()
+                values.update(
+                    {k.lower(): float(stats[k]) for k in ("AP", "AP50", "AP75", "AR") if k in stats}
+                )
+            results[name] = values
+        self.reset()
+        return results
+
+    def reset(self) -> None:
+        for group in (self.metrics, self.metrics_3d, self.metrics_coco):
+            if group is not None:
+                for m in group.values():
+                    m.reset()

@@ -1,0 +1,167 @@
+"""Training and evaluation through the real configs (Hydra compose), on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from heatlit.config import ConfigError
+from heatlit.training.run import evaluate, train
+from tests.conftest import CONF_DIR, ROOT
+
+# A tiny rendered dataset, shared by every test of this module (generated once into a session cache).
+TINY = [
+    "data.source.width=64",
+    "data.source.height=32",
+    "data.input_size=[32,64]",
+    "data.source.train_frames=24",
+    "data.source.val_frames=8",
+    "data.source.test_frames=8",
+    "data.batch_size=8",
+    "logger=none",
+    "callbacks=none",
+    "qualitative=2",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synth-cache")
+
+
+def run_train(overrides, out: Path, data_dir: Path, config: str = "train", fn=train):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config,
+            overrides=[*TINY, f"data.source.data_dir={data_dir}", f"output_dir={out}", *overrides]
+            if config == "train"
+            else [f"output_dir={out}", *overrides],
+            return_hydra_config=True,
+        )
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return fn(cfg)
+
+
+@pytest.mark.parametrize("model", ["hourglass_tiny", "hrnet_tiny", "simplebaseline_tiny"])
+@pytest.mark.parametrize("encoding", ["quant", "unquant"])
+@pytest.mark.parametrize("loss", ["mse", "integral", "both"])
+def test_fast_dev_run_every_model_encoding_loss(model, encoding, loss, tmp_path, data_dir):
+    results = run_train(
+        [f"model={model}", f"encoding={encoding}", f"loss={loss}", "debug=fast"], tmp_path, data_dir
+    )
+    test = results["test"]
+    assert set(test) == {"argmax", "standard", "dark", "com", "soft_argmax"}
+    for metrics in test.values():
+        assert {"pckh@0.1", "pckh@0.5", "rmse"} <= set(metrics)
+        assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["choices"]["model"] == model and saved["choices"]["encoding"] == encoding
+    assert saved["results"]["test"]["dark"]["rmse"] == pytest.approx(test["dark"]["rmse"])
+
+
+def test_3d_head_with_integral_loss_reports_mpjpe(tmp_path, data_dir):
+    results = run_train(
+        [
+            "model=simplebaseline_tiny",
+            "model.head=3d",
+            "model.depth_bins=8",
+            "data.heatmap_depth=8",
+            "loss=integral",
+            "debug=fast",
+        ],
+        tmp_path,
+        data_dir,
+    )
+    for metrics in results["test"].values():
+        assert metrics["mpjpe"] > 0 and torch.isfinite(torch.tensor(metrics["mpjpe"]))
+
+
+def test_resume_from_last_matches_uninterrupted(tmp_path, data_dir):
+    common = [
+        "model=hourglass_tiny",
+        "debug=limit",
+        "callbacks=default",
+        "callbacks.progress=null",
+        "callbacks.lr=null",
+        "trainer.accelerator=cpu",
+    ]
+    full = run_train([*common, "trainer.max_epochs=2"], tmp_path / "full", data_dir)
+    run_train([*common, "trainer.max_epochs=1"], tmp_path / "part", data_dir)
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    resumed = run_train(
+        [*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "ignored", data_dir
+    )
+    assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 2  # resumed in place
+    for decoder, metrics in full["test"].items():
+        for name, value in metrics.items():
+            assert resumed["test"][decoder][name] == pytest.approx(value, abs=1e-4), (decoder, name)
+    # the checkpoint carries its config: evaluating it reproduces the test numbers
+    best = json.loads((tmp_path / "full" / "results.json").read_text())["best_checkpoint"]
+    evaluated = run_train(
+        [f"ckpt_path={best}", "logger=none", "trainer.accelerator=cpu", "qualitative=0"],
+        tmp_path / "eval",
+        data_dir,
+        config="eval",
+        fn=evaluate,
+    )
+    for name, value in full["test"]["dark"].items():
+        assert evaluated["test"]["dark"][name] == pytest.approx(value, abs=1e-4), name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["encoding.sigma=0"], "sigma must be > 0"),
+        (["model.stride=2"], "data.stride=4 but model.stride=2"),
+        (["model=simplebaseline_tiny", "model.head=3d"], "data.heatmap_depth"),
+        (["data.heatmap_depth=8"], "model.head=3d"),
+        (["monitor.decoder=nope"], "not among the configured decoders"),
+    ],
+)
+def test_bad_configs_fail_before_training(overrides, message, tmp_path, data_dir):
+    with pytest.raises(ConfigError, match=message):
+        run_train([*overrides, "debug=fast"], tmp_path, data_dir)
+
+
+def test_unknown_group_option_lists_valid_ones(tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        with pytest.raises(Exception, match="hourglass") as err:
+            compose("train", overrides=["model=nope"])
+    assert "nope" in str(err.value)
+
+
+def test_cli_debug_fast_subprocess(tmp_path, data_dir):
+    env = {**os.environ, "WANDB_MODE": "disabled", "HEATLIT_DATA": str(data_dir)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "heatlit.train",
+        "debug=fast",
+        "logger=none",
+        *TINY[:6],
+        f"data.source.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "every decoder on the same forward pass" in proc.stdout
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "qualitative.png").is_file()
+
+
+def test_cli_config_error_is_one_clean_message(tmp_path):
+    cmd = [sys.executable, "-m", "heatlit.train", "encoding.sigma=-1", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "configuration error" in proc.stderr and "Traceback" not in proc.stderr
