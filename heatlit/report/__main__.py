@@ -1,0 +1,5 @@
+"""``python -m heatlit.report <multirun dir> [--out DIR] [--split test]``."""
+
+from heatlit.report.cli import main
+
+raise SystemExit(main())

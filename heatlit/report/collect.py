@@ -1,0 +1,239 @@
+"""Find the jobs of a Hydra multirun and read what each one left behind.
+
+A job is any directory holding ``.hydra/overrides.yaml``; it finished when its ``results.json`` parses
+and has the requested split. Everything else is a :class:`FailedJob`, reported and never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Axes always shown, in this order, whether or not they vary: they are what Table 2 is about.
+FIXED_AXES = ("model", "encoding")
+# Axes that, when they vary, come next in this order; anything else varying follows as found.
+PREFERRED_AXES = ("loss", "head", "stride", "sigma", "data", "optim", "trainer", "seed")
+
+
+class ReportError(RuntimeError):
+    """Nothing to report: the directory is missing or no job in it finished."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A finished job: where it ran, how it was configured and what it cost."""
+
+    path: Path
+    overrides: tuple[str, ...]
+    # choices from results.json, then override keys not among them: everything that can tell jobs apart
+    settings: Mapping[str, Any]
+    wall_time_s: float | None = None
+    device: str | None = None
+    qualitative: Path | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One decoder's metrics from one finished job: a line of the results table."""
+
+    job: Job
+    decoder: str
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+
+    def value(self, axis: str) -> str:
+        """This row's label on an axis (``decoder`` or a setting such as ``model``)."""
+        return self.decoder if axis == "decoder" else label(self.job.settings.get(axis))
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A job without usable results: crashed, still running, or its results.json is damaged."""
+
+    path: Path
+    overrides: tuple[str, ...]
+    status: str
+
+
+def label(value: Any) -> str:
+    """A setting as text; numbers compactly (``2.0`` -> ``2``) so ``stride=4`` and ``4`` agree."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return f"{value:g}"
+    return str(value)
+
+
+def natural_key(text: str) -> tuple:
+    """Sort numbers by value, anything else as text: stride 2 before stride 16, job 2 before job 10."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        parts = re.split(r"(\d+)", text)
+        return (1, 0.0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
+
+
+def find_job_dirs(root: Path) -> list[Path]:
+    """Every directory under ``root`` (itself included) that Hydra ran a job in."""
+    found = {p.parent.parent for p in root.rglob("overrides.yaml") if p.parent.name == ".hydra"}
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
+
+
+def read_overrides(job_dir: Path) -> tuple[str, ...]:
+    """The job's command-line overrides; empty when the file is unreadable (that alone is no failure)."""
+    try:
+        loaded = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return ()
+    return tuple(str(o) for o in loaded) if isinstance(loaded, list) else ()
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
+    """``key=value`` overrides as a dict; ``+``/``++`` prefixes dropped, deletions and ``hydra.*`` skipped."""
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        if item.startswith("~") or "=" not in item:
+            continue
+        key, value = item.lstrip("+").split("=", 1)
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            continue  # launcher and output settings do not change the experiment
+        parsed[key] = value
+    return parsed
+
+
+def number(value: Any) -> float | None:
+    """A metric value as float, or None for null, NaN and anything that is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        out = float(value)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) else None
+
+
+def read_results(job_dir: Path, split: str) -> tuple[dict | None, str]:
+    """The parsed ``results.json`` and ``"ok"``, or None and why the job counts as failed."""
+    path = job_dir / "results.json"
+    if not path.is_file():
+        return None, "failed: no results.json"
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"unreadable results.json: {exc}"
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
+        return None, "unreadable results.json: no 'results' mapping"
+    stages = payload["results"]
+    if not isinstance(stages.get(split), dict) or not stages[split]:
+        return None, f"no '{split}' results in results.json (has: {', '.join(stages) or 'none'})"
+    if not all(isinstance(v, dict) for v in stages[split].values()):
+        return None, f"unreadable results.json: results.{split} is not decoder -> metrics"
+    return payload, "ok"
+
+
+def make_job(job_dir: Path, overrides: tuple[str, ...], payload: Mapping) -> Job:
+    """A :class:`Job` from its directory, overrides and parsed results.json."""
+    choices = payload.get("choices") if isinstance(payload.get("choices"), dict) else {}
+    settings = dict(choices)
+    for key, value in parse_overrides(overrides).items():
+        settings.setdefault(key, value)  # choices are typed (stride 4, not "4"); prefer them
+    qualitative = job_dir / "qualitative.png"
+    device = payload.get("device")
+    return Job(
+        path=job_dir,
+        overrides=overrides,
+        settings=settings,
+        wall_time_s=number(payload.get("wall_time_s")),
+        device=str(device) if device is not None else None,
+        qualitative=qualitative if qualitative.is_file() else None,
+    )
+
+
+def job_rows(job: Job, split_results: Mapping[str, Mapping]) -> list[Row]:
+    """One row per decoder the job scored, metrics coerced to float or None."""
+    return [
+        Row(job, str(decoder), {str(m): number(v) for m, v in metrics.items()})
+        for decoder, metrics in split_results.items()
+    ]
+
+
+def collect(multirun_dir: str | Path, split: str = "test") -> tuple[list[Row], list[FailedJob]]:
+    """Read every job of a multirun (or a single run) directory.
+
+    Args:
+        multirun_dir: ``multirun/<group>/<timestamp>`` (searched recursively for ``.hydra/overrides.yaml``).
+        split: which stage of ``results.json`` to read (``test`` or ``val``).
+
+    Returns:
+        ``(rows, failed)``: one :class:`Row` per finished job and decoder, in job order, and one
+        :class:`FailedJob` per job without usable results.
+
+    Raises:
+        ReportError: when ``multirun_dir`` is not a directory.
+    """
+    root = Path(multirun_dir)
+    if not root.is_dir():
+        raise ReportError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}")
+    rows: list[Row] = []
+    failed: list[FailedJob] = []
+    for job_dir in find_job_dirs(root):
+        overrides = read_overrides(job_dir)
+        payload, status = read_results(job_dir, split)
+        if payload is None:
+            failed.append(FailedJob(job_dir, overrides, status))
+            continue
+        rows.extend(job_rows(make_job(job_dir, overrides, payload), payload["results"][split]))
+    return rows, failed
+
+
+def unique_jobs(rows: Iterable[Row]) -> list[Job]:
+    """The jobs behind ``rows``, each once, in order of appearance."""
+    seen: dict[Path, Job] = {}
+    for row in rows:
+        seen.setdefault(row.job.path, row.job)
+    return list(seen.values())
+
+
+def _comparable(text: str) -> str:
+    """Override strings against typed choices: ``"4"`` and ``4`` (labelled ``4``) compare equal."""
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return text
+
+
+def varying_axes(jobs: list[Job]) -> list[str]:
+    """The settings that tell the jobs apart, model and encoding always first.
+
+    A setting that differs across jobs is an axis unless an earlier axis carries exactly the same
+    values (``stride`` from choices and ``data.stride`` from the overrides are one axis).
+    """
+    keys = list(dict.fromkeys(k for job in jobs for k in job.settings))
+    ordered = [*FIXED_AXES, *(k for k in PREFERRED_AXES if k in keys), *keys]
+    axes: list[str] = []
+    seen_columns: set[tuple[str, ...]] = set()
+    for key in dict.fromkeys(ordered):
+        column = tuple(_comparable(label(job.settings.get(key))) for job in jobs)
+        if key in FIXED_AXES or (len(set(column)) > 1 and column not in seen_columns):
+            axes.append(key)
+        seen_columns.add(column)
+    return axes
+
+
+def read_sweep(multirun_dir: Path) -> dict[str, Any]:
+    """The sweep's command-line overrides and sweeper params from ``multirun.yaml`` (empty if absent)."""
+    try:
+        hydra = (yaml.safe_load((multirun_dir / "multirun.yaml").read_text()) or {}).get("hydra") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    overrides = (hydra.get("overrides") or {}).get("task") or []
+    params = (hydra.get("sweeper") or {}).get("params") or {}
+    return {"overrides": [str(o) for o in overrides], "params": {str(k): str(v) for k, v in params.items()}}

@@ -1,0 +1,221 @@
+"""The sweep's tables (results and encoding effect) and their Markdown, CSV and rich renderings."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from heatlit.report.collect import Row, natural_key
+from heatlit.training.artifacts import ordered_metrics
+
+# Table 2 of the reproduction: these columns, when present, in METRIC_ORDER.
+TABLE_METRICS = frozenset({"pckh@0.1", "pckh@0.5", "rmse", "mpjpe", "ap"})
+LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
+LABELS = {
+    "pckh@0.1": "PCKh@0.1",
+    "pckh@0.5": "PCKh@0.5",
+    "pck@0.2": "PCK@0.2",
+    "auc": "AUC",
+    "rmse": "RMSE",
+    "mean_error": "mean error",
+    "mpjpe": "MPJPE (mm)",
+    "ap": "AP",
+    "ap50": "AP50",
+    "ap75": "AP75",
+    "ar": "AR",
+}
+REFERENCE_ENCODING = "quant"  # the effect is always "other encoding minus quantised"
+MISSING = "–"
+
+
+@dataclass
+class Table:
+    """Key columns (text) and metric columns (float or None) shared by every rendering."""
+
+    title: str
+    keys: list[str]
+    metrics: list[str]
+    records: list[dict] = field(default_factory=list)
+    signed: bool = False  # differences print with a sign
+    note: str = ""
+
+
+def metric_label(metric: str, arrow: bool = True) -> str:
+    """Column header: ``PCKh@0.1 ↑``, ``RMSE ↓``."""
+    name = LABELS.get(metric, metric)
+    return f"{name} {'↓' if metric in LOWER_IS_BETTER else '↑'}" if arrow else name
+
+
+def fmt(value: float | None, signed: bool = False) -> str:
+    """Two decimals (percent and pixels alike), a dash for a missing value."""
+    if value is None:
+        return MISSING
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def present_metrics(rows: Iterable[Row]) -> list[str]:
+    """Every metric any row has a value for, in the canonical column order."""
+    return ordered_metrics({m for row in rows for m, v in row.metrics.items() if v is not None})
+
+
+def table_metrics(rows: Sequence[Row]) -> list[str]:
+    """Table 2's columns among those present; every present metric when none of them is."""
+    present = present_metrics(rows)
+    return [m for m in present if m in TABLE_METRICS] or present
+
+
+def decoder_order(rows: Iterable[Row]) -> dict[str, int]:
+    """Decoders in the order the runs scored them (argmax, standard, dark, ...), not alphabetically."""
+    return {d: i for i, d in enumerate(dict.fromkeys(row.decoder for row in rows))}
+
+
+def sort_rows(rows: Sequence[Row], axes: Sequence[str]) -> list[Row]:
+    """Rows grouped by each axis in turn (numbers by value), decoders last in run order."""
+    order = decoder_order(rows)
+    return sorted(rows, key=lambda r: (*(natural_key(r.value(a)) for a in axes), order[r.decoder]))
+
+
+def results_table(
+    rows: Sequence[Row], axes: Sequence[str], metrics: Sequence[str] | None = None, split: str = "test"
+) -> Table:
+    """One record per job and decoder: the axes, the decoder, then the metrics."""
+    metrics = list(metrics) if metrics is not None else table_metrics(rows)
+    table = Table(f"{split}: {' x '.join([*axes, 'decoder'])}", [*axes, "decoder"], metrics)
+    for row in sort_rows(rows, axes):
+        record = {k: row.value(k) for k in table.keys}
+        record.update({m: row.metrics.get(m) for m in metrics})
+        record["job"] = row.job.path
+        table.records.append(record)
+    return table
+
+
+def reference_encoding(encodings: Sequence[str]) -> str:
+    """What the other encodings are compared against: ``quant`` when present, else the first."""
+    return REFERENCE_ENCODING if REFERENCE_ENCODING in encodings else sorted(encodings, key=natural_key)[0]
+
+
+def follows_encoding(rows: Sequence[Row], axis: str) -> bool:
+    """Whether ``axis`` is a one-to-one relabelling of the encoding (``encoding.quantize=true``).
+
+    Such an axis must not split the pairs being compared, or no encoding would meet its counterpart.
+    """
+    pairs = {(r.value("encoding"), r.value(axis)) for r in rows}
+    return len(pairs) == len({e for e, _ in pairs}) == len({a for _, a in pairs})
+
+
+def effect_table(
+    rows: Sequence[Row], axes: Sequence[str], metrics: Sequence[str] | None = None
+) -> Table | None:
+    """Per model (and other axes) x decoder: each encoding's metrics minus the reference encoding's.
+
+    Returns None when the sweep has a single encoding. Positive differences are improvements for the
+    ↑ metrics, negative ones for the ↓ metrics.
+    """
+    encodings = list(dict.fromkeys(r.value("encoding") for r in rows))
+    if len(encodings) < 2:
+        return None
+    metrics = list(metrics) if metrics is not None else table_metrics(rows)
+    ref = reference_encoding(encodings)
+    others = sorted((e for e in encodings if e != ref), key=natural_key)
+    # the model never follows the encoding: comparing two models would pass for an encoding effect
+    group = [a for a in axes if a != "encoding" and (a == "model" or not follows_encoding(rows, a))]
+    keys = [*group, "decoder"] + (["encoding"] if len(others) > 1 else [])
+    title = f"encoding effect: {others[0]} − {ref}" if len(others) == 1 else f"encoding effect: each − {ref}"
+    table = Table(
+        title, keys, metrics, signed=True, note="↑ metrics improve when positive, ↓ metrics when negative"
+    )
+    by_key = {}
+    for row in sort_rows(rows, group):
+        # the first job wins when a directory holds the same setting twice
+        by_key.setdefault((tuple(row.value(a) for a in [*group, "decoder"]), row.value("encoding")), row)
+    for other in others:
+        for (key, enc), row in by_key.items():
+            base = by_key.get((key, ref))
+            if enc != other or base is None:
+                continue
+            record = dict(zip([*group, "decoder"], key)) | ({"encoding": other} if len(others) > 1 else {})
+            record.update({m: difference(row.metrics.get(m), base.metrics.get(m)) for m in metrics})
+            table.records.append(record)
+    return table
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    """``a - b``, or None when either is missing."""
+    return None if a is None or b is None else a - b
+
+
+def best_values(table: Table, within: Sequence[str]) -> dict[tuple, dict[str, float]]:
+    """The best value of each metric per group of records sharing the ``within`` keys."""
+    best: dict[tuple, dict[str, float]] = {}
+    for record in table.records:
+        group = best.setdefault(tuple(record[k] for k in within), {})
+        for m in table.metrics:
+            v = record.get(m)
+            if v is None:
+                continue
+            pick = min if m in LOWER_IS_BETTER else max
+            group[m] = v if m not in group else pick(group[m], v)
+    return best
+
+
+def to_markdown(table: Table, bold_best_within: Sequence[str] | None = None) -> str:
+    """A GitHub Markdown table; with ``bold_best_within``, each group's best value per metric in bold."""
+    best = best_values(table, bold_best_within) if bold_best_within is not None else {}
+    header = [*table.keys, *(("Δ " if table.signed else "") + metric_label(m) for m in table.metrics)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(["---"] * len(table.keys) + ["---:"] * len(table.metrics)) + " |",
+    ]
+    for record in table.records:
+        group = best.get(tuple(record[k] for k in bold_best_within)) if best else None
+        cells = [_escape(str(record[k])) for k in table.keys]
+        for m in table.metrics:
+            text = fmt(record.get(m), table.signed)
+            bold = group is not None and record.get(m) is not None and group.get(m) == record[m]
+            cells.append(f"**{text}**" if bold else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def write_csv(table: Table, path: Path, root: Path | None = None) -> Path:
+    """The table as CSV: raw metric names as headers, full-precision numbers, empty for missing.
+
+    A ``job`` column (relative to ``root``) is added when the records carry one.
+    """
+    with_job = bool(table.records) and "job" in table.records[0]
+    header = [*table.keys, *table.metrics] + (["job"] if with_job else [])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for record in table.records:
+            values = [record[k] for k in table.keys]
+            values += ["" if record.get(m) is None else repr(record[m]) for m in table.metrics]
+            if with_job:
+                job = Path(record["job"])
+                values.append(
+                    (job.relative_to(root) if root and job.is_relative_to(root) else job).as_posix()
+                )
+            writer.writerow(values)
+    return path
+
+
+def to_rich(table: Table):
+    """The table for the console."""
+    from rich.table import Table as RichTable
+
+    out = RichTable(title=table.title, caption=table.note or None)
+    for k in table.keys:
+        out.add_column(k)
+    for m in table.metrics:
+        out.add_column(("Δ " if table.signed else "") + metric_label(m), justify="right")
+    for record in table.records:
+        out.add_row(
+            *(str(record[k]) for k in table.keys), *(fmt(record.get(m), table.signed) for m in table.metrics)
+        )
+    return out
