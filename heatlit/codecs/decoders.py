@@ -6,28 +6,20 @@ bad-input policy (:func:`prepare_heatmaps`) and the same score (the clamped maxi
 
 from __future__ import annotations
 
+import functools
 import itertools
+from typing import NamedTuple
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from heatlit.codecs.coords import axis_grids, frame_centre, ravel, unravel
 
 Tensor = torch.Tensor
 
 
-def prepare_heatmaps(heatmaps: Tensor, name: str = "decoder") -> tuple[Tensor, tuple[int, ...]]:
-    """Validate and sanitise heatmaps.
-
-    Args:
-        heatmaps: ``[B, K, H, W]`` or ``[B, K, D, H, W]``, any real dtype.
-
-    Returns:
-        ``(maps, spatial)``: floating maps in which every non-finite value (NaN, +-Inf) is replaced by
-        the smallest finite value of its own map (0 for a map with none): such values carry no usable
-        evidence, and a single one would otherwise poison every coordinate downstream. The per-map
-        minimum, not 0, keeps logits (where -Inf is legitimate) ordered. Also the spatial size.
-    """
+def check_heatmaps(heatmaps: Tensor, name: str = "decoder") -> tuple[Tensor, tuple[int, ...]]:
+    """Validate shapes and dtype. ``[B, K, H, W]`` or ``[B, K, D, H, W]`` -> ``(floating maps, spatial)``."""
     if not isinstance(heatmaps, Tensor):
         raise ValueError(f"{name}: heatmaps must be a torch.Tensor, got {type(heatmaps).__name__}")
     if heatmaps.dim() not in (4, 5):
@@ -39,21 +31,72 @@ def prepare_heatmaps(heatmaps: Tensor, name: str = "decoder") -> tuple[Tensor, t
         raise ValueError(f"{name}: heatmaps have an empty spatial size {list(spatial)}")
     if heatmaps.is_complex():
         raise ValueError(f"{name}: complex heatmaps are not supported")
-    if not heatmaps.is_floating_point():
-        heatmaps = heatmaps.float()
+    return (heatmaps if heatmaps.is_floating_point() else heatmaps.float()), spatial
+
+
+def sanitize(heatmaps: Tensor) -> Tensor:
+    """Replace every non-finite value (NaN, +-Inf) by the smallest finite value of its own map (0 if none).
+
+    Such values carry no usable evidence, and one of them would otherwise poison every coordinate
+    downstream. The per-map minimum, not 0, keeps logits (where -Inf is legitimate) ordered.
+    ``[B, K, *S] -> [B, K, *S]``.
+    """
     finite = torch.isfinite(heatmaps)
     floor = torch.where(finite, heatmaps, torch.inf).flatten(2).amin(-1)
-    floor = torch.where(torch.isfinite(floor), floor, 0).reshape(*floor.shape, *([1] * len(spatial)))
-    return torch.where(finite, heatmaps, floor.to(heatmaps.dtype)), spatial
+    floor = torch.where(torch.isfinite(floor), floor, 0).reshape(*floor.shape, *([1] * (heatmaps.dim() - 2)))
+    return torch.where(finite, heatmaps, floor.to(heatmaps.dtype))
 
 
-def _finish(coords: Tensor, flat: Tensor, maxval: Tensor, spatial: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+def prepare_heatmaps(heatmaps: Tensor, name: str = "decoder") -> tuple[Tensor, tuple[int, ...]]:
+    """:func:`check_heatmaps` then :func:`sanitize`: ``(maps, spatial)`` with only finite values."""
+    h, spatial = check_heatmaps(heatmaps, name)
+    if h.device.type == "cpu" and h.numel() and bool(torch.isfinite(h.flatten(2).sum(-1)).all()):
+        return h, spatial  # a finite sum per map proves every value finite, at a fraction of the cost
+    return sanitize(h), spatial
+
+
+class Peaks(NamedTuple):
+    """The maximum of every map: what every single-peak decoder starts from.
+
+    maps ``[B, K, *S]`` (finite), flat ``[B, K, N]``, index ``[B, K]`` long, ints ``[B, K, n]`` long
+    (x, y[, z]), maxval ``[B, K]``, no_peak ``[B, K]`` bool (a flat map: max == min).
+    """
+
+    maps: Tensor
+    flat: Tensor
+    spatial: tuple[int, ...]
+    index: Tensor
+    ints: Tensor
+    maxval: Tensor
+    no_peak: Tensor
+
+
+def find_peaks(heatmaps: Tensor, name: str = "decoder") -> Peaks:
+    """Validate, sanitise only when needed, and locate each map's maximum (first one on ties)."""
+    h, spatial = check_heatmaps(heatmaps, name)
+    on_cpu = h.device.type == "cpu"
+    if not on_cpu:
+        h = sanitize(h)  # on GPUs the elementwise pass is cheap and a finiteness check would need a sync
+    flat = h.flatten(2)
+    index, ints, maxval = _argmax(flat, spatial)
+    low = flat.amin(-1)
+    # NaN wins numpy's argmax and torch's amin, and +-Inf shows in the max or the min: finite extremes
+    # prove the whole map finite without an elementwise pass.
+    if on_cpu and flat.numel() and not bool((torch.isfinite(low) & torch.isfinite(maxval)).all()):
+        h = sanitize(h)
+        flat = h.flatten(2)
+        index, ints, maxval = _argmax(flat, spatial)
+        low = flat.amin(-1)
+    return Peaks(h, flat, spatial, index, ints, maxval, low == maxval)
+
+
+def _finish(coords: Tensor, peaks: Peaks) -> tuple[Tensor, Tensor]:
     """Shared epilogue: frame centre and score 0 for flat maps, coordinates clamped into the frame.
 
     Args:
-        coords: ``[B, K, n]``; flat: ``[B, K, N]`` sanitised maps; maxval: ``[B, K]``.
+        coords: ``[B, K, n]``.
     """
-    no_peak = flat.amin(-1) == maxval
+    spatial, maxval, no_peak = peaks.spatial, peaks.maxval, peaks.no_peak
     coords = torch.where(no_peak[..., None], frame_centre(spatial, coords), coords)
     upper = torch.tensor([s - 0.5 for s in reversed(spatial)], device=coords.device, dtype=coords.dtype)
     coords = torch.minimum(torch.clamp(coords, min=-0.5), upper)
@@ -62,21 +105,23 @@ def _finish(coords: Tensor, flat: Tensor, maxval: Tensor, spatial: tuple[int, ..
 
 
 def _argmax(flat: Tensor, spatial: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    """``flat [B, K, N]`` -> ``(index [B, K] long, integer coords [B, K, n] long, maxval [B, K])``."""
-    maxval, index = flat.max(-1)
+    """``flat [B, K, N]`` -> ``(index [B, K] long, integer coords [B, K, n] long, maxval [B, K])``.
+
+    Ties go to the first index, as in torch and numpy alike.
+    """
+    if flat.device.type == "cpu" and not flat.requires_grad and flat.dtype in (torch.float32, torch.float64):
+        # torch's CPU argmax is ~12x slower than numpy's vectorised one; the array is shared, not copied.
+        index = torch.from_numpy(np.argmax(flat.contiguous().numpy(), axis=-1))
+    else:
+        index = flat.argmax(-1)
+    maxval = flat.gather(-1, index[..., None])[..., 0]
     return index, unravel(index, spatial), maxval
-
-
-def _flat(h: Tensor) -> Tensor:
-    return h.flatten(2)
 
 
 def argmax_decode(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     """Integer location of the maximum. ``[B, K, *S] -> coords [B, K, n], scores [B, K]``."""
-    h, spatial = prepare_heatmaps(heatmaps, "argmax")
-    flat = _flat(h)
-    _, ints, maxval = _argmax(flat, spatial)
-    return _finish(ints.to(h.dtype), flat, maxval, spatial)
+    peaks = find_peaks(heatmaps, "argmax")
+    return _finish(peaks.ints.to(peaks.maps.dtype), peaks)
 
 
 def _axis_steps(spatial: tuple[int, ...]) -> list[int]:
@@ -97,10 +142,9 @@ def standard_decode(heatmaps: Tensor, shift: float = 0.25) -> tuple[Tensor, Tens
 
     ``[B, K, *S] -> coords [B, K, n], scores [B, K]``.
     """
-    h, spatial = prepare_heatmaps(heatmaps, "standard")
-    flat = _flat(h)
-    index, ints, maxval = _argmax(flat, spatial)
-    coords = ints.to(h.dtype)
+    peaks = find_peaks(heatmaps, "standard")
+    flat, spatial, index, ints = peaks.flat, peaks.spatial, peaks.index, peaks.ints
+    coords = ints.to(flat.dtype)
     n_pix = flat.shape[-1]
     offsets = []
     for axis, step in enumerate(_axis_steps(spatial)):
@@ -109,7 +153,46 @@ def standard_decode(heatmaps: Tensor, shift: float = 0.25) -> tuple[Tensor, Tens
         hi = flat.gather(-1, (index + step).clamp(max=n_pix - 1)[..., None])[..., 0]
         lo = flat.gather(-1, (index - step).clamp(min=0)[..., None])[..., 0]
         offsets.append(torch.where(inner, shift * torch.sign(hi - lo), torch.zeros_like(hi)))
-    return _finish(coords + torch.stack(offsets, -1), flat, maxval, spatial)
+    return _finish(coords + torch.stack(offsets, -1), peaks)
+
+
+@functools.lru_cache(maxsize=64)
+def _patch_layout(
+    spatial: tuple[int, ...], radius: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``span [L]``, ``offsets [L^n, n]`` (x, y[, z]; x fastest) and their flat-index offsets ``[L^n]``."""
+    span = torch.arange(-radius, radius + 1, device=device)
+    # itertools.product varies the last factor fastest; listing z, y, x keeps x fastest.
+    grid = torch.tensor(list(itertools.product(range(2 * radius + 1), repeat=len(spatial))), device=device)
+    offsets = span[grid].flip(-1)
+    steps = torch.tensor(_axis_steps(spatial), device=device)
+    return span, offsets, (offsets * steps).sum(-1)
+
+
+def _raw_patches(
+    flat: Tensor, spatial: tuple[int, ...], centres: Tensor, radius: int
+) -> tuple[Tensor, list[Tensor]]:
+    """Neighbourhood values before masking, and the per-axis in-frame masks.
+
+    Returns ``values [B, K, P, L^n]`` (x fastest; entries off the frame hold arbitrary in-range pixels) and
+    ``[inside_x, inside_y(, inside_z)]``, each ``[B, K, P, L]`` bool: the frame is a box, so the patch mask
+    is their outer product and never needs to be built for all ``L^n`` entries. None when every patch is
+    known to lie inside the frame.
+    """
+    span, _, flat_offsets = _patch_layout(spatial, radius, flat.device)
+    index = ravel(centres, spatial)[..., None] + flat_offsets  # the centre's flat index plus fixed offsets
+    b, k, p, m = index.shape
+    limits = torch.tensor(list(reversed(spatial)), device=flat.device)
+    if flat.device.type == "cpu" and bool(((centres >= radius) & (centres < limits - radius)).all()):
+        # Every patch inside the frame (the usual case; checking costs no device sync on CPU): no masks.
+        axis_inside = None
+    else:
+        index.clamp_(0, flat.shape[-1] - 1)  # keeps the gather legal; off-frame entries are masked
+        axis_inside = [
+            (centres[..., a, None] + span >= 0) & (centres[..., a, None] + span < spatial[-1 - a])
+            for a in range(len(spatial))
+        ]
+    return flat.gather(-1, index.reshape(b, k, p * m)).reshape(b, k, p, m), axis_inside
 
 
 def gather_patches(
@@ -130,17 +213,17 @@ def gather_patches(
         ``[..., (z,) y, x]``).
     """
     n = len(spatial)
-    span = torch.arange(-radius, radius + 1, device=flat.device)
-    # itertools.product varies the last factor fastest; listing z, y, x keeps x fastest as documented.
-    grid = torch.tensor(list(itertools.product(range(2 * radius + 1), repeat=n)), device=flat.device)
-    offsets = span[grid].flip(-1)  # [L^n, n] in (x, y[, z]) order
-    pos = centres[..., None, :] + offsets
-    limits = torch.tensor(list(reversed(spatial)), device=flat.device)
-    inside = ((pos >= 0) & (pos < limits)).all(-1)
-    index = ravel(torch.minimum(pos.clamp(min=0), limits - 1), spatial)
-    b, k, p, m = index.shape
-    values = flat.gather(-1, index.reshape(b, k, p * m)).reshape(b, k, p, m)
-    return values * inside, pos, inside
+    values, axis_inside = _raw_patches(flat, spatial, centres, radius)
+    if axis_inside is None:
+        axis_inside = [
+            torch.ones(*centres.shape[:-1], 2 * radius + 1, dtype=torch.bool, device=flat.device)
+        ] * n
+    inside = axis_inside[0][..., None, :] & axis_inside[1][..., :, None]
+    if n == 3:
+        inside = inside[..., None, :, :] & axis_inside[2][..., :, None, None]
+    inside = inside.flatten(-n)
+    offsets = _patch_layout(spatial, radius, flat.device)[1]
+    return values * inside, centres[..., None, :] + offsets, inside
 
 
 def _gaussian_kernel1d(size: int, sigma: float | None, device, dtype) -> Tensor:
@@ -151,43 +234,97 @@ def _gaussian_kernel1d(size: int, sigma: float | None, device, dtype) -> Tensor:
     return k / k.sum()
 
 
-def _blur_valid(patches: Tensor, n: int, kernel: int, sigma: float | None) -> Tensor:
-    """Separable Gaussian blur, 'valid' mode. ``[M, L, L(, L)] -> [M, L-k+1, ...]``."""
-    if kernel == 1:
-        return patches
-    k1 = _gaussian_kernel1d(kernel, sigma, patches.device, patches.dtype)
-    conv = F.conv2d if n == 2 else F.conv3d
-    x = patches[:, None]
+@functools.lru_cache(maxsize=64)
+def _blur_band(
+    kernel: int, sigma: float | None, side: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``[side - kernel + 1, side]`` matrix whose rows are the shifted 1D Gaussian kernel."""
+    k1 = _gaussian_kernel1d(kernel, sigma, device, dtype)
+    band = torch.zeros(side - kernel + 1, side, dtype=dtype, device=device)
+    for i in range(side - kernel + 1):
+        band[i, i : i + kernel] = k1
+    return band
+
+
+def _blur_masked(
+    patches: Tensor, axis_inside: list[Tensor] | None, kernel: int, sigma: float | None
+) -> Tensor:
+    """Separable 'valid' Gaussian blur of patches whose off-frame entries count as zero.
+
+    Args:
+        patches: ``[M, L, L(, L)]`` (``[..., (z,) y, x]``); axis_inside: per axis ``[M, L]`` bool, or
+            None when every entry is inside the frame.
+
+    Returns:
+        ``[M, L-k+1, ...]``. Per axis: zero the off-frame entries (the frame mask is separable), then one
+        product with a banded ``[L-k+1, L]`` matrix; for the few output pixels needed here that beats a
+        convolution call.
+    """
+    band_t = _blur_band(kernel, sigma, patches.shape[-1], patches.dtype, patches.device).T
+    x = patches
+    n = patches.dim() - 1
+    side, out = band_t.shape
+
+    def masked(x: Tensor, axis: int) -> Tensor:  # x with the axis last; off-frame entries -> 0
+        if axis_inside is None:
+            return x
+        mask = axis_inside[axis].reshape(x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1])
+        return x * mask.to(x.dtype)  # the maps are finite here (find_peaks), so 0 * value is 0
+
+    if n == 2:  # the hot path: two plain GEMMs against the shared band
+        band = band_t.T
+        # (band @ rows^T)^T rather than rows @ band^T: BLAS is far faster with the long dimension last
+        x = (band @ masked(x, 0).reshape(-1, side).mT).mT.reshape(-1, side, out)  # [M, y, x_out]
+        x = (band @ masked(x.transpose(1, 2), 1).reshape(-1, side).mT).mT.reshape(-1, out, out)
+        return x.transpose(1, 2)  # [M, y_out, x_out]
     for axis in range(n):
-        shape = [1, 1] + [1] * n
-        shape[2 + axis] = kernel
-        x = conv(x, k1.reshape(shape))
-    return x[:, 0]
+        x = torch.movedim(masked(torch.movedim(x, -1 - axis, -1), axis) @ band_t, -1, -1 - axis)
+    return x
+
+
+@functools.lru_cache(maxsize=16)
+def _difference_stencils(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``[3^n, n + n*n]``: columns map a ``3^n`` patch (x fastest) to the central-difference gradient and the
+    full Hessian (mixed terms included) at its centre, so both come out of one matrix product."""
+
+    def idx(d) -> int:  # d = (dx, dy[, dz]) in {-1, 0, 1}
+        return sum((di + 1) * 3**i for i, di in enumerate(d))
+
+    unit = [tuple(int(i == a) for i in range(n)) for a in range(n)]
+    neg = [tuple(-v for v in u) for u in unit]
+    stencil = torch.zeros(3**n, n + n * n, dtype=torch.float64)
+    for a in range(n):
+        stencil[idx(unit[a]), a], stencil[idx(neg[a]), a] = 0.5, -0.5
+        col = n + a * n + a
+        stencil[idx(unit[a]), col] += 1
+        stencil[idx([0] * n), col] -= 2
+        stencil[idx(neg[a]), col] += 1
+        for b in range(n):
+            if b != a:
+                pp = [ua + ub for ua, ub in zip(unit[a], unit[b])]
+                pm = [ua - ub for ua, ub in zip(unit[a], unit[b])]
+                col = n + a * n + b
+                for d, w in ((pp, 0.25), (pm, -0.25), ([-v for v in pm], -0.25), ([-v for v in pp], 0.25)):
+                    stencil[idx(d), col] += w
+    return stencil.to(dtype=dtype, device=device)
 
 
 def _newton_offsets(logv: Tensor, n: int) -> Tensor:
     """One Newton step on a ``3^n`` log-patch. ``logv [M, 3^n]`` (x fastest) -> ``offset [M, n]``.
 
-    Gradient and Hessian by central differences (the full Hessian, mixed terms included). Where the
-    Hessian is not negative definite the point is no maximum of a Gaussian and the step is skipped.
+    Gradient and full Hessian by central differences. Where the Hessian is not negative definite the
+    point is no maximum of a Gaussian and the step is skipped (offset 0).
     """
-
-    def at(*d: int) -> Tensor:  # d = (dx, dy[, dz]) in {-1, 0, 1}
-        return logv[:, sum((di + 1) * 3**i for i, di in enumerate(d))]
-
-    unit = [tuple(int(i == a) for i in range(n)) for a in range(n)]
-    neg = [tuple(-v for v in u) for u in unit]
-    centre = at(*([0] * n))
-    grad = torch.stack([0.5 * (at(*unit[a]) - at(*neg[a])) for a in range(n)], -1)
-    hess = logv.new_zeros(logv.shape[0], n, n)
-    for a in range(n):
-        hess[:, a, a] = at(*unit[a]) - 2 * centre + at(*neg[a])
-        for b in range(a + 1, n):
-            pp = tuple(ua + ub for ua, ub in zip(unit[a], unit[b]))
-            pm = tuple(ua - ub for ua, ub in zip(unit[a], unit[b]))
-            hab = 0.25 * (at(*pp) - at(*pm) - at(*(-v for v in pm)) + at(*(-v for v in pp)))
-            hess[:, a, b] = hab
-            hess[:, b, a] = hab
+    diffs = logv @ _difference_stencils(n, logv.dtype, logv.device)
+    grad, hess = diffs[:, :n], diffs[:, n:].reshape(-1, n, n)
+    if n == 2:  # closed form: cheaper than a batched factorisation for 2x2
+        dxx, dxy, dyy = hess[:, 0, 0], hess[:, 0, 1], hess[:, 1, 1]
+        det = dxx * dyy - dxy * dxy
+        ok = (dxx < 0) & (det > 0)
+        safe = torch.where(ok, det, torch.ones_like(det))
+        gx, gy = grad[:, 0], grad[:, 1]
+        step = torch.stack([-(dyy * gx - dxy * gy) / safe, -(dxx * gy - dxy * gx) / safe], -1)
+        return torch.where(ok[:, None], step, torch.zeros_like(step))
     chol, info = torch.linalg.cholesky_ex(-hess)  # succeeds iff -H is positive definite
     ok = info == 0
     chol = torch.where(ok[:, None, None], chol, torch.eye(n, dtype=chol.dtype, device=chol.device))
@@ -216,11 +353,13 @@ def dark_refine(
     """
     n = len(spatial)
     radius = (kernel - 1) // 2 + 1
-    values, _, _ = gather_patches(maps.flatten(2), spatial, peaks, radius)
+    values, axis_inside = _raw_patches(maps.flatten(2), spatial, peaks, radius)
     b, k, p, m = values.shape
     side = 2 * radius + 1
     patches = values.reshape(b * k * p, *([side] * n))
-    blurred = _blur_valid(patches, n, kernel, blur_sigma).reshape(b * k * p, 3**n)
+    masks = None if axis_inside is None else [a.reshape(b * k * p, side) for a in axis_inside]
+    blurred = _blur_masked(patches, masks, kernel, blur_sigma)
+    blurred = blurred.reshape(b * k * p, 3**n)
     logv = torch.log(blurred.clamp(min=1e-10))
     offset = _newton_offsets(logv, n).reshape(b, k, p, n)
     return peaks.to(maps.dtype) + offset
@@ -235,11 +374,9 @@ def _check_kernel(kernel: int) -> int:
 def dark_decode(heatmaps: Tensor, kernel: int = 11, blur_sigma: float | None = None) -> tuple[Tensor, Tensor]:
     """DARK decoding: argmax, then :func:`dark_refine`. ``[B, K, *S] -> coords [B, K, n], scores [B, K]``."""
     kernel = _check_kernel(kernel)
-    h, spatial = prepare_heatmaps(heatmaps, "dark")
-    flat = _flat(h)
-    _, ints, maxval = _argmax(flat, spatial)
-    coords = dark_refine(h, spatial, ints[:, :, None], kernel, blur_sigma)[:, :, 0]
-    return _finish(coords, flat, maxval, spatial)
+    peaks = find_peaks(heatmaps, "dark")
+    coords = dark_refine(peaks.maps, peaks.spatial, peaks.ints[:, :, None], kernel, blur_sigma)[:, :, 0]
+    return _finish(coords, peaks)
 
 
 def com_decode(heatmaps: Tensor, radius: int | None = None) -> tuple[Tensor, Tensor]:
@@ -253,9 +390,8 @@ def com_decode(heatmaps: Tensor, radius: int | None = None) -> tuple[Tensor, Ten
     Returns:
         ``coords [B, K, n]``, ``scores [B, K]``; a map with no positive mass falls back to its argmax.
     """
-    h, spatial = prepare_heatmaps(heatmaps, "com")
-    flat = _flat(h)
-    _, ints, maxval = _argmax(flat, spatial)
+    peaks = find_peaks(heatmaps, "com")
+    h, flat, spatial, ints = peaks.maps, peaks.flat, peaks.spatial, peaks.ints
     if radius is None:
         w = h.clamp(min=0)
         mass = w.flatten(2).sum(-1)
@@ -275,7 +411,7 @@ def com_decode(heatmaps: Tensor, radius: int | None = None) -> tuple[Tensor, Ten
     coords = torch.where(
         has_mass[..., None], weighted / torch.where(has_mass, mass, 1)[..., None], ints.to(h.dtype)
     )
-    return _finish(coords, flat, maxval, spatial)
+    return _finish(coords, peaks)
 
 
 def soft_argmax(heatmaps: Tensor, beta: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -294,7 +430,7 @@ def soft_argmax(heatmaps: Tensor, beta: float = 1.0) -> tuple[Tensor, Tensor]:
     for axis, grid in enumerate(axis_grids(spatial, h.device, h.dtype)):
         other = [2 + d for d in range(len(spatial)) if d != len(spatial) - 1 - axis]
         coords.append((prob.sum(other) * grid).sum(-1))
-    flat = _flat(h.detach())
+    flat = h.detach().flatten(2)
     maxval = flat.amax(-1)
     flat_map = flat.amin(-1) == maxval
     return torch.stack(coords, -1), torch.where(flat_map, torch.zeros_like(maxval), maxval.clamp(min=0))
