@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -223,6 +224,14 @@ def main_guard(fn, cfg: DictConfig) -> Any:
         from rich.console import Console
 
         Console(stderr=True).print(f"[bold red]configuration error:[/] {err}")
-        if os.environ.get("HEATLIT_RAISE"):
+        # In a multirun, Hydra records a raised job failure and runs the remaining jobs; an exit would not.
+        if os.environ.get("HEATLIT_RAISE") or _multirun():
             raise
         raise SystemExit(2) from None
+
+
+def _multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
