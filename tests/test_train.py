@@ -165,3 +165,32 @@ def test_cli_config_error_is_one_clean_message(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "configuration error" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_data_root_is_a_config_error(tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["data=human4d", "logger=none", f"output_dir={tmp_path}"],
+            return_hydra_config=True,
+        )
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        with pytest.raises(ConfigError, match="data.source.root"):
+            train(cfg)
+
+
+def test_cli_missing_data_root_names_it(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "heatlit.train",
+        "data=human4d",
+        "data.source.root=/nonexistent/h4d",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "/nonexistent/h4d" in proc.stderr and "Traceback" not in proc.stderr

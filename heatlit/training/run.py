@@ -12,12 +12,14 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
-from heatlit.training.artifacts import qualitative_figure, results_table, write_results
+from heatlit.training.artifacts import ordered_metrics, qualitative_figure, results_table, write_results
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.module import CONFIG_KEY, HeatmapModule
 
@@ -47,6 +49,19 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     picked["stride"] = OmegaConf.select(cfg, "data.stride")
     picked["seed"] = cfg.seed
     return picked
+
+
+def build_datamodule(cfg: DictConfig):
+    """The data module with the configured encoder. Bad data settings (a missing root, file or required
+    option) surface as one ConfigError naming the problem, not as a chain of instantiation errors."""
+    encoder = instantiate(cfg.encoding)
+    try:
+        return instantiate(cfg.data, encoder=encoder)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ValueError | FileNotFoundError | MissingMandatoryValue):
+            raise ConfigError(f"data={choices(cfg).get('data', '?')}: {cause}") from err
+        raise
 
 
 def build_decoders(cfg: DictConfig) -> dict:
@@ -122,6 +137,11 @@ def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path
     results = module.results
     if "test" in results:
         Console().print(results_table(results["test"], "test"))
+        for lg in trainer.loggers:
+            if type(lg).__name__ == "WandbLogger":
+                metrics = ordered_metrics({m for v in results["test"].values() for m in v})
+                rows = [[dec, *(values.get(m) for m in metrics)] for dec, values in results["test"].items()]
+                lg.log_table(key="test/decoders", columns=["decoder", *metrics], data=rows)
     path = write_results(out / "results.json", choices(cfg), results, extra)
     log.info("results written to %s", path)
     if module.samples:
@@ -148,8 +168,7 @@ def train(cfg: DictConfig) -> dict:
         cfg.output_dir = str(Path(ckpt).parent.parent)
         log.info("resuming %s in %s", ckpt, cfg.output_dir)
     out = output_dir(cfg)
-    encoder = instantiate(cfg.encoding)
-    datamodule = instantiate(cfg.data, encoder=encoder)
+    datamodule = build_datamodule(cfg)
     decoders = build_decoders(cfg)
     module = build_module(cfg, datamodule, decoders)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -200,7 +219,7 @@ def evaluate(cfg: DictConfig) -> dict:
     run_cfg.callbacks = None
     check_config(run_cfg)
     L.seed_everything(run_cfg.seed, workers=True)
-    datamodule = instantiate(run_cfg.data, encoder=instantiate(run_cfg.encoding))
+    datamodule = build_datamodule(run_cfg)
     module = build_module(run_cfg, datamodule, build_decoders(run_cfg))
     missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
     if [k for k in missing if not k.startswith("scorers.")] or unexpected:
@@ -217,13 +236,17 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def main_guard(fn, cfg: DictConfig) -> Any:
-    """Run ``fn(cfg)``; a ConfigError becomes a one-paragraph message and exit status 2, not a traceback."""
+    """Run ``fn(cfg)``; a config or data error (missing file, corrupt data) becomes a one-paragraph message
+    and exit status 2, not a traceback."""
+    from heatlit.data.errors import DataError
+
     try:
         return fn(cfg)
-    except ConfigError as err:
+    except (ConfigError, FileNotFoundError, DataError) as err:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold red]configuration error:[/] {err}")
+        kind = "configuration error" if isinstance(err, ConfigError) else "data error"
+        Console(stderr=True).print(f"[bold red]{kind}:[/] {err}")
         # In a multirun, Hydra records a raised job failure and runs the remaining jobs; an exit would not.
         if os.environ.get("HEATLIT_RAISE") or _multirun():
             raise
