@@ -213,7 +213,7 @@ def _subject_name(s) -> str:
     return f"S{s}" if isinstance(s, int) or str(s).isdigit() else str(s)
 
 
-class Human4DSource(Dataset):
+class Human4DSource(sk.DepthHumanSource, Dataset):
     """HUMAN4D depth samples as raw-sample dicts (``docs/CONTRACTS.md``); layout: see the module doc.
 
     Args:
@@ -228,13 +228,6 @@ class Human4DSource(Dataset):
         slack_mm: how far (mm, scalar or ``[18]``) a joint may lie behind the depth surface and still
             count as visible; default: an average body's part radii (as the synthetic data uses).
     """
-
-    joint_names = sk.JOINT_NAMES
-    flip_pairs = sk.FLIP_PAIRS
-    head_segment = sk.HEAD_SEGMENT
-    in_channels = 1
-    has_3d = True
-    metric_kind = "pckh"
 
     def __init__(
         self,

@@ -101,3 +101,14 @@ def expand_to_33(joints18: np.ndarray) -> np.ndarray:
         out[..., idx[f"{side}ForeFoot"], :] = lerp(foot, toe, 0.6)
         out[..., idx[f"{side}ToeBaseEnd"], :] = lerp(foot, toe, 1.4)
     return out
+
+
+class DepthHumanSource:
+    """What every source of 18-joint depth humans (rendered or HUMAN4D) tells the data module."""
+
+    joint_names = JOINT_NAMES
+    flip_pairs = FLIP_PAIRS
+    head_segment = HEAD_SEGMENT
+    in_channels = 1
+    has_3d = True
+    metric_kind = "pckh"

@@ -577,7 +577,7 @@ def _generate(cfg: SynthConfig, plans: dict, folder: Path, total: int, progress:
 
 
 # ----------------------------------------------------------------------------------------- source
-class SynthSource(Dataset):
+class SynthSource(sk.DepthHumanSource, Dataset):
     """Synthetic depth people: a torch ``Dataset`` of raw samples (``docs/CONTRACTS.md``).
 
     Args:
@@ -598,13 +598,6 @@ class SynthSource(Dataset):
         generated: True when this instance had to build the cache (False when it reused one).
         cache_dir: the cache folder.
     """
-
-    joint_names = sk.JOINT_NAMES
-    flip_pairs = sk.FLIP_PAIRS
-    head_segment = sk.HEAD_SEGMENT
-    in_channels = 1
-    has_3d = True
-    metric_kind = "pckh"
 
     def __init__(
         self,
