@@ -372,3 +372,30 @@ def test_mocap_env_var_and_missing_path(tmp_path: Path, monkeypatch):
 
     monkeypatch.setenv("HEATLIT_MOCAP", os.fspath(tmp_path / "x.bvh"))
     assert default_mocap_path() == tmp_path / "x.bvh"
+
+
+def test_in_frame_visibility_counts_self_occluded_joints(tmp_path):
+    kw = dict(
+        data_dir=str(tmp_path),
+        split="train",
+        width=40,
+        height=20,
+        train_frames=16,
+        val_frames=4,
+        test_frames=4,
+        progress=False,
+    )
+    hidden = SynthSource(**kw)
+    framed = SynthSource(visibility="in_frame", **kw)
+    assert not framed.generated  # the same cache serves both rules
+    seen_hidden = seen_framed = 0
+    for i in range(len(hidden)):
+        a, b = hidden[i], framed[i]
+        kp = b["keypoints"]
+        inside = (kp[:, 0] >= -0.5) & (kp[:, 0] <= 39.5) & (kp[:, 1] >= -0.5) & (kp[:, 1] <= 19.5)
+        assert (b["visible"] == inside).all() and (a["visible"] <= b["visible"]).all()
+        seen_hidden += a["visible"].sum()
+        seen_framed += b["visible"].sum()
+    assert seen_framed > seen_hidden  # some joints are hidden behind the body
+    with pytest.raises(ValueError, match="visibility"):
+        SynthSource(visibility="sometimes", **kw)

@@ -592,6 +592,9 @@ class SynthSource(sk.DepthHumanSource, Dataset):
             procedural activities only, with a warning, when absent) or None.
         progress: rich progress bar while generating.
         workers: generator processes (0 = automatic); not part of the cache key.
+        visibility: ``"unoccluded"`` (in frame and not hidden behind a nearer surface, the default) or
+            ``"in_frame"`` (every joint inside the image counts, as when mocap joints are projected onto
+            depth maps without occlusion reasoning). Read-time only: not part of the cache key.
         **options: other :class:`SynthConfig` fields (``fps``, ``duration_s``, ``noise_sigma``, ...).
 
     Attributes:
@@ -615,8 +618,12 @@ class SynthSource(sk.DepthHumanSource, Dataset):
         mocap_path: str | None = _AUTO,
         progress: bool = True,
         workers: int = 0,
+        visibility: str = "unoccluded",
         **options,
     ):
+        if visibility not in ("unoccluded", "in_frame"):
+            raise ValueError(f"visibility must be 'unoccluded' or 'in_frame', got {visibility!r}")
+        self.visibility = visibility
         if split not in _SPLIT_ALIASES:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLIT_ALIASES)}")
         self.split = _SPLIT_ALIASES[split]
@@ -671,6 +678,13 @@ class SynthSource(sk.DepthHumanSource, Dataset):
     def __len__(self) -> int:
         return self._count
 
+    def _visible(self, arr: dict, i: int, keypoints: np.ndarray, w: int, h: int) -> np.ndarray:
+        """``[18]`` bool under the configured visibility rule (pixel extents: ``[-0.5, size - 0.5]``)."""
+        if self.visibility == "unoccluded":
+            return np.array(arr["visible"][i], dtype=bool)
+        x, y = keypoints[:, 0], keypoints[:, 1]
+        return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+
     def __getitem__(self, i: int) -> dict:
         if not -self._count <= i < self._count:
             raise IndexError(f"index {i} out of range for {self._count} {self.split} samples")
@@ -684,7 +698,7 @@ class SynthSource(sk.DepthHumanSource, Dataset):
         return {
             "image": (depth.astype(np.float32) * np.float32(rd.DEPTH_UNIT_MM / 1000.0))[..., None],
             "keypoints": keypoints,
-            "visible": np.array(arr["visible"][i], dtype=bool),
+            "visible": self._visible(arr, i, keypoints, w, h),
             "joints3d": np.array(arr["joints3d"][i], dtype=np.float32),
             "cam_K": np.array(arr["cam_K"][i], dtype=np.float64),
             "center": np.array([(w - 1) / 2.0, (h - 1) / 2.0]),
