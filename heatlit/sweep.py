@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sweep {name} finished with status {status} in {time.time() - started:.0f} s: {sweep_dir}",
         flush=True,
     )
-    from heatlit.report import main as report_main
+    from heatlit.report.cli import main as report_main
 
     # the report lists crashed jobs itself, so it runs whatever the sweep's status
     report_status = report_main([str(sweep_dir)])

@@ -64,3 +64,11 @@ def test_every_sweep_composes_with_its_grid(name):
         cfg = compose("train", overrides=[f"+sweep={name}"], return_hydra_config=True)
     assert cfg.group == name
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and len(cfg.hydra.sweeper.params) == 2
+
+
+def test_sweep_entry_point_rejects_unknown_names_and_imports_the_report(capsys):
+    from heatlit.report.cli import main as report_main
+    from heatlit.sweep import main
+
+    assert main(["nope"]) == 2 and "table2_cpu" in capsys.readouterr().err
+    assert callable(report_main)
