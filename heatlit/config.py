@@ -45,6 +45,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.heatmap_depth={depth} makes 3D targets but model.head=2d; set model.head=3d")
     if not _get(cfg, "decoders"):
         raise ConfigError("no decoders configured for evaluation (conf/train.yaml 'decoders')")
+    for name, node in cfg.decoders.items():
+        if not OmegaConf.is_dict(node) or "_target_" not in node:
+            raise ConfigError(
+                f"decoders.{name} is not a decoder config (no _target_): add it with "
+                f"+decoder@decoders.{name}=<option> or remove it with ~decoders.{name}"
+            )
     monitor = _get(cfg, "monitor.decoder")
     if monitor is not None and monitor not in cfg.decoders:
         raise ConfigError(

@@ -18,7 +18,8 @@ from heatlit.training.run import main_guard, train
 def main(cfg: DictConfig) -> float | None:
     results = main_guard(train, cfg)
     # Returned for Hydra sweepers that optimise a metric.
-    return results.get("test", {}).get(cfg.monitor.decoder, {}).get(cfg.monitor.metric or "pckh@0.1")
+    values = results.get("test", {}).get(cfg.monitor.decoder, {})
+    return values.get(cfg.monitor.metric) if cfg.monitor.metric else values.get("pckh@0.1", values.get("ap"))
 
 
 if __name__ == "__main__":

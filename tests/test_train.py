@@ -194,3 +194,22 @@ def test_cli_missing_data_root_names_it(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "/nonexistent/h4d" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("loss", "beta"), [("mse", 20.0), ("integral", 1.0), ("both", 20.0)])
+def test_soft_argmax_decodes_at_the_losses_temperature(loss, beta):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"loss={loss}"])
+    assert cfg.decoders.soft_argmax.beta == beta
+
+
+def test_dropped_decoder_leaves_no_half_config(tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["~decoder@decoders.soft_argmax"])
+    assert "soft_argmax" not in cfg.decoders
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["+decoders.bogus.beta=3"])
+    from heatlit.config import check_config
+
+    with pytest.raises(ConfigError, match="decoders.bogus is not a decoder config"):
+        check_config(cfg)

@@ -10,8 +10,9 @@ Conventions (stated once here; every module of heatlit follows them)
 * Input-image and heatmap coordinates differ by the stride only: see :func:`coords.to_heatmap`.
 * Encoders: ``encoder(keypoints[B, K, n], visible[B, K], heatmap_size) -> (heatmaps, weights[B, K])``.
 * Decoders: ``decoder(heatmaps) -> (coords[B, K, n], scores[B, K])`` with n = 2 or 3. Scores are the
-  heatmap maximum (clamped at 0); a map without a peak (flat, all non-positive, all non-finite) gets
-  score 0 and the frame centre. Coordinates are always finite and inside the frame.
+  heatmap maximum clamped at 0 (so an all-negative map scores 0 but keeps its argmax, as logits should);
+  a map without a peak (flat, or non-finite everywhere) gets score 0 and the frame centre. Non-finite
+  values count as the map's smallest finite value. Coordinates are always finite and inside the frame.
 
 All functions are batched tensor code (no Python loop over samples or keypoints), device-agnostic
 and free of host synchronisation, except the multi-peak decoder's plateau merge (see there).

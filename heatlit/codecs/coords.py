@@ -58,6 +58,12 @@ def ravel(coords: Tensor, spatial: tuple[int, ...]) -> Tensor:
     return flat
 
 
+def clamp_to_frame(coords: Tensor, spatial: tuple[int, ...]) -> Tensor:
+    """Clamp ``[..., n]`` (x, y[, z]) into the frame extent ``[-0.5, S - 0.5]`` of ``spatial``."""
+    upper = torch.tensor([s - 0.5 for s in reversed(spatial)], device=coords.device, dtype=coords.dtype)
+    return torch.minimum(coords.clamp(min=-0.5), upper)
+
+
 def frame_centre(spatial: tuple[int, ...], like: Tensor) -> Tensor:
     """Centre of the frame ``[n]`` in (x, y[, z]), the defined answer for a map with no peak."""
     return torch.tensor([(s - 1) / 2.0 for s in reversed(spatial)], device=like.device, dtype=like.dtype)

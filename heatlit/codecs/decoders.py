@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from heatlit.codecs.coords import axis_grids, frame_centre, ravel, unravel
+from heatlit.codecs.coords import axis_grids, clamp_to_frame, frame_centre, ravel, unravel
 
 Tensor = torch.Tensor
 
@@ -98,8 +98,7 @@ def _finish(coords: Tensor, peaks: Peaks) -> tuple[Tensor, Tensor]:
     """
     spatial, maxval, no_peak = peaks.spatial, peaks.maxval, peaks.no_peak
     coords = torch.where(no_peak[..., None], frame_centre(spatial, coords), coords)
-    upper = torch.tensor([s - 0.5 for s in reversed(spatial)], device=coords.device, dtype=coords.dtype)
-    coords = torch.minimum(torch.clamp(coords, min=-0.5), upper)
+    coords = clamp_to_frame(coords, spatial)
     scores = torch.where(no_peak, torch.zeros_like(maxval), maxval.clamp(min=0))
     return coords, scores
 

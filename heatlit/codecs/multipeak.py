@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from heatlit.codecs.coords import unravel
+from heatlit.codecs.coords import clamp_to_frame, unravel
 from heatlit.codecs.decoders import _check_kernel, dark_refine, prepare_heatmaps
 
 Tensor = torch.Tensor
@@ -100,8 +100,7 @@ def multipeak_decode(
     mask = torch.isfinite(values)
     ints = unravel(index, spatial)
     coords = dark_refine(h, spatial, ints, kernel) if refine else ints.to(h.dtype)
-    upper = torch.tensor([s - 0.5 for s in reversed(spatial)], device=h.device, dtype=h.dtype)
-    coords = torch.minimum(coords.clamp(min=-0.5), upper)
+    coords = clamp_to_frame(coords, spatial)
     coords = torch.where(mask[..., None], coords, torch.zeros_like(coords))
     scores = torch.where(mask, values, torch.zeros_like(values))
     return coords, scores, mask

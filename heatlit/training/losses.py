@@ -49,7 +49,13 @@ class HeatmapLoss(nn.Module):
     intermediate supervision prescribes.
     """
 
-    def __init__(self, mse_weight: float = 1.0, integral_weight: float = 0.0, beta: float = 1.0) -> None:
+    def __init__(
+        self,
+        mse_weight: float = 1.0,
+        integral_weight: float = 0.0,
+        beta: float = 1.0,
+        decode_beta: float | None = None,
+    ) -> None:
         super().__init__()
         if mse_weight < 0 or integral_weight < 0 or mse_weight + integral_weight <= 0:
             raise ValueError(
@@ -63,10 +69,9 @@ class HeatmapLoss(nn.Module):
             float(integral_weight),
             float(beta),
         )
-
-    @property
-    def uses_heatmap_targets(self) -> bool:
-        return self.mse_weight > 0
+        # The soft-argmax sharpness that suits maps trained with this loss (read by the soft_argmax decoder's
+        # config): the training beta for integral regression, a sharp one for peak-1 MSE Gaussians.
+        self.decode_beta = float(decode_beta) if decode_beta is not None else self.beta
 
     def forward(self, outputs: Sequence[Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """``outputs``: per-stage predictions; ``batch``: needs heatmaps, target_weight, keypoints_hm."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -9,12 +10,14 @@ import lightning as L
 import torch
 from torch import nn
 
+from heatlit.data.transforms import flip_permutation
 from heatlit.training.losses import HeatmapLoss
 from heatlit.training.scoring import DecoderScorer
 
 Tensor = torch.Tensor
 
 CONFIG_KEY = "heatlit_config"  # the composed run config, stored in every checkpoint for `heatlit.eval`
+CHOICES_KEY = "heatlit_choices"  # which option of each config group the run used
 
 
 def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tensor:
@@ -29,10 +32,7 @@ def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tens
     """
     flipped = torch.flip(heatmaps, dims=[-1])
     if flip_pairs:
-        order = list(range(heatmaps.shape[1]))
-        for a, b in flip_pairs:
-            order[a], order[b] = b, a
-        flipped = flipped[:, order]
+        flipped = flipped[:, torch.from_numpy(flip_permutation(heatmaps.shape[1], flip_pairs))]
     return flipped
 
 
@@ -43,7 +43,8 @@ class HeatmapModule(L.LightningModule):
         model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
         loss: :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
-        make_metrics / make_3d / make_coco: metric factories (see :class:`DecoderScorer`).
+        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`); make_coco: ``stage ->``
+            OKS AP metric (each split has its own annotation file).
         optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
         flip_test: average each prediction with the prediction on the mirrored input.
@@ -76,7 +77,13 @@ class HeatmapModule(L.LightningModule):
         self.scorers = nn.ModuleDict(
             {
                 stage: DecoderScorer(
-                    decoders, make_metrics, stride, make_3d, make_coco, depth_bins, depth_range_mm
+                    decoders,
+                    make_metrics,
+                    stride,
+                    make_3d,
+                    functools.partial(make_coco, stage) if make_coco else None,
+                    depth_bins,
+                    depth_range_mm,
                 )
                 for stage in ("val", "test")
             }
@@ -85,10 +92,12 @@ class HeatmapModule(L.LightningModule):
         self.qualitative = int(qualitative)
         self.samples: dict[str, Tensor] = {}
         self.run_config: dict | None = None
+        self.run_choices: dict | None = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
             checkpoint[CONFIG_KEY] = self.run_config
+            checkpoint[CHOICES_KEY] = self.run_choices
 
     def forward(self, image: Tensor) -> list[Tensor]:
         return self.model(image)

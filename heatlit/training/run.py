@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue
 from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
 from heatlit.training.artifacts import ordered_metrics, qualitative_figure, results_table, write_results
 from heatlit.training.gpu_lease import lease_gpu
-from heatlit.training.module import CONFIG_KEY, HeatmapModule
+from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,25 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def choices(cfg: DictConfig) -> dict[str, Any]:
-    """Which option of each config group this run used (model, encoding, loss, data, ...)."""
+    """Which option of each config group this run used (model, encoding, loss, data, ...).
+
+    An evaluation reports the training run's choices (stored in the checkpoint) under its own data.
+    """
+    if cfg.get("run_choices"):
+        picked = dict(OmegaConf.to_container(cfg.run_choices))
+        picked["data"] = _hydra_choices().get("data") or picked.get("data")
+        return picked
+    picked = _hydra_choices()
+    for group in ("model", "encoding", "loss", "data"):
+        picked.setdefault(group, OmegaConf.select(cfg, f"{group}._target_", default="?").rsplit(".", 1)[-1])
+    sigma = OmegaConf.select(cfg, "encoding.sigma")
+    picked["sigma"] = OmegaConf.to_container(sigma) if OmegaConf.is_config(sigma) else sigma
+    picked["stride"] = OmegaConf.select(cfg, "data.stride")
+    picked["seed"] = cfg.seed
+    return picked
+
+
+def _hydra_choices() -> dict[str, Any]:
     picked: dict[str, Any] = {}
     try:
         runtime = HydraConfig.get().runtime.choices
@@ -43,11 +61,6 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
         }
     except ValueError:
         pass
-    for group in ("model", "encoding", "loss", "data"):
-        picked.setdefault(group, OmegaConf.select(cfg, f"{group}._target_", default="?").rsplit(".", 1)[-1])
-    picked["sigma"] = OmegaConf.select(cfg, "encoding.sigma")
-    picked["stride"] = OmegaConf.select(cfg, "data.stride")
-    picked["seed"] = cfg.seed
     return picked
 
 
@@ -80,7 +93,14 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         build_metrics, "pck" if kind == "coco" else "pckh", num_joints=datamodule.num_joints
     )
     make_3d = functools.partial(MPJPE, root_index=0) if model.head_dim == 3 else None
-    make_coco = functools.partial(CocoOksAP, ann_file=datamodule.coco_ann_file) if kind == "coco" else None
+    make_coco = None
+    if kind == "coco":  # each stage scores against its own split's annotation file
+
+        def make_coco(stage: str) -> CocoOksAP:
+            return CocoOksAP(
+                ann_file=getattr(datamodule.source(stage), "ann_file", None) or datamodule.coco_ann_file
+            )
+
     return HeatmapModule(
         model=model,
         loss=instantiate(cfg.loss),
@@ -112,10 +132,14 @@ def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
     if not loggers:  # Lightning refuses a learning-rate monitor with nothing to log to
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     devices = {}
+    # Only when several GPUs are visible and the job wants one: under SLURM each job already sees just its
+    # own GPU, and a shared lock on "gpu0" there would serialise jobs that own different cards.
     if (
         cfg.get("gpu_lease")
         and cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda")
+        and cfg.trainer.get("devices") in (1, "1")
         and torch.cuda.is_available()
+        and torch.cuda.device_count() > 1
     ):
         devices = {"devices": [lease_gpu(torch.cuda.device_count())]}
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **devices)
@@ -162,16 +186,23 @@ def train(cfg: DictConfig) -> dict:
     started = time.time()
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    ckpt = resolve_ckpt(cfg.ckpt_path, Path(cfg.output_dir).parent)
+    # In a multirun, `last` means this job's own folder (stable per job when hydra.sweep.dir is pinned);
+    # searching the sweep would hand every job the same newest checkpoint.
+    search = Path(cfg.output_dir) if _multirun() else Path(cfg.output_dir).parent
+    ckpt = resolve_ckpt(cfg.ckpt_path, search)
     if ckpt is not None and Path(ckpt).parent.name == "checkpoints":
-        # Resume in the interrupted run's folder, so best-checkpoint tracking and logs carry on there.
+        # Resume in the interrupted run's folder, so best-checkpoint tracking and logs carry on there; the
+        # CSV logger writes a new version there (reusing one would delete the earlier curve).
         cfg.output_dir = str(Path(ckpt).parent.parent)
+        if OmegaConf.select(cfg, "logger.csv") is not None:
+            cfg.logger.csv.version = time.strftime("resumed-%Y%m%d-%H%M%S")
         log.info("resuming %s in %s", ckpt, cfg.output_dir)
     out = output_dir(cfg)
     datamodule = build_datamodule(cfg)
     decoders = build_decoders(cfg)
     module = build_module(cfg, datamodule, decoders)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    module.run_choices = choices(cfg)
     monitor = monitor_key(cfg, datamodule)
     trainer = build_trainer(cfg, monitor)
     try:
@@ -203,16 +234,17 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if CONFIG_KEY not in checkpoint:
         raise ConfigError(f"{path} holds no heatlit run config; was it written by heatlit.train?")
-    stored = OmegaConf.create(checkpoint[CONFIG_KEY])
-    # The trained model is what the checkpoint says; data, encoding, decoders and test options are this call's.
-    run_cfg = OmegaConf.merge(
-        stored,
-        {
-            k: cfg[k]
-            for k in ("data", "decoders", "flip_test", "monitor", "qualitative")
-            if cfg.get(k) is not None
-        },
-    )
+    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; data, decoders and
+    # test options are this call's, each replaced whole (a merge would mix two data sources' options).
+    trained = run_cfg.data
+    for key in ("data", "decoders", "flip_test", "monitor", "qualitative"):
+        if cfg.get(key) is not None:
+            run_cfg[key] = cfg[key]
+    if cfg.get("data") is not None:
+        run_cfg.data.stride = trained.stride
+        run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
+    run_cfg.run_choices = checkpoint.get(CHOICES_KEY)
     run_cfg.output_dir = cfg.output_dir
     run_cfg.trainer = cfg.trainer
     run_cfg.logger = cfg.get("logger")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from heatlit.codecs import to_input
+from heatlit.codecs import argmax_decode, to_input
 
 Tensor = torch.Tensor
 
@@ -23,7 +23,9 @@ def lift_to_camera(
     Args:
         coords_hm: ``[B, K, 3]`` (x, y, z) in volume pixels; z is the depth bin of the joint's depth
             relative to the root, ``z = z_rel / depth_range_mm * D + (D - 1) / 2`` (the data module's rule).
-        batch: needs ``cam_K [B, 3, 3]`` (input-pixel intrinsics) and ``root_depth [B]`` mm.
+        batch: needs ``cam_K [B, 3, 3]`` (input-pixel intrinsics) and ``root_depth [B]`` mm: the
+            ground-truth root depth, as in root-relative 3D protocols (the volume predicts depth relative
+            to the root, not the root's own distance).
 
     Returns:
         ``[B, K, 3]`` camera-frame (X, Y, Z) in mm, by back-projecting the input-pixel (x, y) at the
@@ -32,9 +34,11 @@ def lift_to_camera(
     xy = to_input(coords_hm[..., :2], stride)
     z_rel = (coords_hm[..., 2] - (depth_bins - 1) / 2) * depth_range_mm / depth_bins
     depth = batch["root_depth"].to(xy.dtype)[:, None] + z_rel
-    cam = batch["cam_K"].to(xy.dtype)
-    fx, fy, cx, cy = cam[:, 0, 0, None], cam[:, 1, 1, None], cam[:, 0, 2, None], cam[:, 1, 2, None]
-    return torch.stack([(xy[..., 0] - cx) * depth / fx, (xy[..., 1] - cy) * depth / fy, depth], -1)
+    pixels = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)  # [B, K, 3] homogeneous
+    # K^-1 [x, y, 1] is the ray with unit depth (K's last row is [0, 0, 1]); the full inverse also undoes
+    # any mirror or rotation that augmentation folded into cam_K.
+    rays = torch.linalg.solve(batch["cam_K"].to(xy.dtype)[:, None], pixels[..., None])[..., 0]
+    return rays * depth[..., None]
 
 
 def to_image_space(xy: Tensor, affine: Tensor) -> Tensor:
@@ -78,8 +82,10 @@ class DecoderScorer(nn.Module):
     def decode(self, name: str, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
         out = self.decoders[name](heatmaps)
         if len(out) == 3:  # multi-peak: (coords [B,K,P,n], scores [B,K,P], mask): take the strongest
-            coords, scores, _ = out
-            return coords[:, :, 0], scores[:, :, 0]
+            coords, scores, mask = out
+            # no peak above the threshold: the argmax, like every single-peak decoder, not the padding
+            fallback, _ = argmax_decode(heatmaps)
+            return torch.where(mask[:, :, :1], coords[:, :, 0], fallback), scores[:, :, 0]
         return out
 
     @torch.no_grad()
@@ -94,7 +100,9 @@ class DecoderScorer(nn.Module):
             self.metrics[name].update(xy, batch["keypoints"], batch["visible"], batch["norm"])
             if self.metrics_3d is not None and coords_hm.shape[-1] == 3:
                 joints = lift_to_camera(coords_hm, batch, self.stride, self.depth_bins, self.depth_range_mm)
-                self.metrics_3d[name].update(joints, batch["joints3d"], batch["visible"], batch["has_3d"])
+                # every joint with 3D ground truth counts, also those hidden in the depth image
+                known = torch.isfinite(batch["joints3d"]).all(-1)
+                self.metrics_3d[name].update(joints, batch["joints3d"], known, batch["has_3d"])
             if self.metrics_coco is not None:
                 self.metrics_coco[name].update(
                     batch["image_id"],
