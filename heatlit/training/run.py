@@ -145,13 +145,16 @@ def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **devices)
 
 
+def wandb_loggers(trainer: L.Trainer) -> list:
+    return [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+
+
 def finish_loggers(trainer: L.Trainer) -> None:
     """Close wandb so the next job of a multirun starts its own run."""
-    for lg in trainer.loggers:
-        if type(lg).__name__ == "WandbLogger":
-            import wandb
+    if wandb_loggers(trainer):
+        import wandb
 
-            wandb.finish()
+        wandb.finish()
 
 
 def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path, extra: dict) -> dict:
@@ -161,20 +164,18 @@ def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path
     results = module.results
     if "test" in results:
         Console().print(results_table(results["test"], "test"))
-        for lg in trainer.loggers:
-            if type(lg).__name__ == "WandbLogger":
-                metrics = ordered_metrics({m for v in results["test"].values() for m in v})
-                rows = [[dec, *(values.get(m) for m in metrics)] for dec, values in results["test"].items()]
-                lg.log_table(key="test/decoders", columns=["decoder", *metrics], data=rows)
+        metrics = ordered_metrics({m for v in results["test"].values() for m in v})
+        rows = [[dec, *(values.get(m) for m in metrics)] for dec, values in results["test"].items()]
+        for lg in wandb_loggers(trainer):
+            lg.log_table(key="test/decoders", columns=["decoder", *metrics], data=rows)
     path = write_results(out / "results.json", choices(cfg), results, extra)
     log.info("results written to %s", path)
     if module.samples:
         fig = qualitative_figure(module.samples, cfg.monitor.decoder, out / "qualitative.png")
-        for lg in trainer.loggers:
-            if type(lg).__name__ == "WandbLogger":
-                import wandb
+        for lg in wandb_loggers(trainer):
+            import wandb
 
-                lg.experiment.log({"test/qualitative": wandb.Image(fig)})
+            lg.experiment.log({"test/qualitative": wandb.Image(fig)})
         import matplotlib.pyplot as plt
 
         plt.close(fig)
