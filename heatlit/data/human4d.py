@@ -50,15 +50,7 @@ from heatlit.data.motion import make_body
 log = logging.getLogger(__name__)
 
 SPLIT_FILES = {"train": "training.txt", "val": "validation.txt", "test": "testing.txt"}
-_SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "validation": "val",
-    "valid": "val",
-    "test": "test",
-    "testing": "test",
-}
+_SPLIT_ALIASES = sk.SPLIT_ALIASES
 _DEPTH_NAME = re.compile(r"^(\d+)_([A-Za-z0-9]+)_depth_(\d+)\.pgm$")
 _SLACK = make_body(1700.0).visibility_slack  # an average body's part radii
 

@@ -103,6 +103,18 @@ def expand_to_33(joints18: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Split names the depth sources accept (HUMAN4D's list files say training/validation/testing).
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validation": "val",
+    "valid": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
 class DepthHumanSource:
     """What every source of 18-joint depth humans (rendered or HUMAN4D) tells the data module."""
 

@@ -49,15 +49,7 @@ MOCAP_ACTIVITY = "cmu_01_01"
 #: Every activity in a fixed order: val takes the even entries, test the odd ones (for the held-out subject).
 ACTIVITY_ORDER: tuple[str, ...] = (*ACTIVITIES, MOCAP_ACTIVITY)
 SPLITS = ("train", "val", "test")
-_SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "validation": "val",
-    "valid": "val",
-    "test": "test",
-    "testing": "test",
-}
+_SPLIT_ALIASES = sk.SPLIT_ALIASES
 #: Sizes matching the reproduction's HUMAN4D counts (use with ``SynthSource(**FULL_SCALE)``).
 FULL_SCALE = {"width": 320, "height": 160, "train_frames": 73000, "val_frames": 12000, "test_frames": 13000}
 _AUTO = "auto"
