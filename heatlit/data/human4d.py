@@ -359,31 +359,21 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
         safe = np.where(known[:, None], joints_cam, [0.0, 0.0, 1.0])
         keypoints = np.where(known[:, None], rd.project(K, safe), 0.0)
         visible = known & rd.joint_visibility(depth_mm, keypoints, safe[:, 2], self.slack)
-        h, w = depth_mm.shape
-        neck, head = self.head_segment
-        return {
-            "image": (crop * np.float32(rd.DEPTH_UNIT_MM / 1000.0))[..., None],
-            "keypoints": keypoints,
-            "visible": visible,
-            "joints3d": np.where(known[:, None], joints_cam, 0.0).astype(np.float32),
-            "cam_K": K.copy(),
-            "center": np.array([(w - 1) / 2.0, (h - 1) / 2.0]),
-            "scale": np.array([float(w), float(h)]),
-            "norm": float(np.linalg.norm(keypoints[head] - keypoints[neck])),
-            "meta": {
-                "sample_id": i,
-                "image_id": i,
-                "split": self.split,
-                "subject": int(subject[1:]) if subject[1:].isdigit() else subject,
-                "subject_name": subject,
-                "activity": recording,
-                "camera": self.devices.index(device),
-                "device": device,
-                "frame": frame,
-                "pose_index": pose_index,
-                "file": str(depth_path),
-            },
+        meta = {
+            "sample_id": i,
+            "image_id": i,
+            "split": self.split,
+            "subject": int(subject[1:]) if subject[1:].isdigit() else subject,
+            "subject_name": subject,
+            "activity": recording,
+            "camera": self.devices.index(device),
+            "device": device,
+            "frame": frame,
+            "pose_index": pose_index,
+            "file": str(depth_path),
         }
+        joints3d = np.where(known[:, None], joints_cam, 0.0)
+        return self.frame_record(crop, keypoints, visible, joints3d, K, rd.DEPTH_UNIT_MM, meta)
 
 
 # ----------------------------------------------------------------------------------------- fixture

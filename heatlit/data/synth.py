@@ -686,24 +686,17 @@ class SynthSource(sk.DepthHumanSource, Dataset):
         h, w = depth.shape
         keypoints = np.array(arr["keypoints"][i], dtype=np.float64)
         subject, activity, frame, camera = (int(v) for v in arr["index"][i])
-        neck, head = self.head_segment
-        return {
-            "image": (depth.astype(np.float32) * np.float32(rd.DEPTH_UNIT_MM / 1000.0))[..., None],
-            "keypoints": keypoints,
-            "visible": self._visible(arr, i, keypoints, w, h),
-            "joints3d": np.array(arr["joints3d"][i], dtype=np.float32),
-            "cam_K": np.array(arr["cam_K"][i], dtype=np.float64),
-            "center": np.array([(w - 1) / 2.0, (h - 1) / 2.0]),
-            "scale": np.array([float(w), float(h)]),
-            "norm": float(np.linalg.norm(keypoints[head] - keypoints[neck])),
-            "meta": {
-                "sample_id": i,
-                "image_id": i,
-                "split": self.split,
-                "subject": subject,
-                "activity": self.activities[activity],
-                "camera": camera,
-                "device": DEVICES[camera],
-                "frame": frame,
-            },
+        meta = {
+            "sample_id": i,
+            "image_id": i,
+            "split": self.split,
+            "subject": subject,
+            "activity": self.activities[activity],
+            "camera": camera,
+            "device": DEVICES[camera],
+            "frame": frame,
         }
+        visible = self._visible(arr, i, keypoints, w, h)
+        return self.frame_record(
+            depth, keypoints, visible, arr["joints3d"][i], arr["cam_K"][i], rd.DEPTH_UNIT_MM, meta
+        )
