@@ -20,7 +20,8 @@ from heatlit.data.generator import cache, render
 from heatlit.data.generator import scene as sc
 from heatlit.data.generator.bvh import BvhError, euler_to_matrix, forward_kinematics, load_bvh, parse_bvh
 from heatlit.data.generator.config import SynthConfig
-from heatlit.data.generator.motion import MocapClip, forward, local_rotations, root_rotation
+from heatlit.data.generator.mocap import MocapClip
+from heatlit.data.generator.motion import forward, local_rotations, root_rotation
 from heatlit.data.generator.world import ACTIVITY_ORDER, SynthWorld, render_view
 from heatlit.data.synth import SynthSource, default_mocap_path
 from tests.human4d_fixture import expand_to_33

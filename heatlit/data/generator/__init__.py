@@ -11,7 +11,8 @@ ground truth stays exact at every resolution (a heatmap-stride sweep needs nothi
 Modules, in the order the data flows:
 
 - :mod:`.bvh`: reading motion capture (BVH) and its forward kinematics;
-- :mod:`.motion`: procedural activities and BVH retargeting onto a body;
+- :mod:`.motion`: forward kinematics and procedural activities;
+- :mod:`.mocap`: a BVH clip retargeted onto a body;
 - :mod:`.scene`: a posed body (and props) as primitives;
 - :mod:`.render`: the z-buffer renderer and the sensor's artefacts;
 - :mod:`.config`: every setting that changes the bytes, and the cache key built from them;

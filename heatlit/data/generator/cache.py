@@ -82,7 +82,10 @@ def open_split(folder: Path, split: str) -> dict[str, np.ndarray]:
     arrays = {}
     for name in FIELDS:
         path = folder / f"{split}_{name}.npy"
-        problem = check_content(path, files[name]["sha256"])
+        expected = (files.get(name) or {}).get("sha256")
+        problem = (
+            f"{manifest_path} has no digest of {path.name}" if not expected else check_content(path, expected)
+        )
         if problem:
             raise DataError(f"{problem}; delete {folder} to render it again")
         arrays[name] = np.load(path, mmap_mode="r")

@@ -19,6 +19,7 @@ _GENERATOR_SOURCES = (
     "body/camera.py",
     "data/generator/bvh.py",
     "data/generator/motion.py",
+    "data/generator/mocap.py",
     "data/generator/scene.py",
     "data/generator/render.py",
     "data/generator/config.py",

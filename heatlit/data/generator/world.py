@@ -26,7 +26,8 @@ from heatlit.body.shape import random_body
 from heatlit.data.generator import render as rd
 from heatlit.data.generator.bvh import load_bvh
 from heatlit.data.generator.config import SynthConfig, stream_rng
-from heatlit.data.generator.motion import ACTIVITIES, ActivityParams, MocapClip, Performance, perform
+from heatlit.data.generator.mocap import MocapClip
+from heatlit.data.generator.motion import ACTIVITIES, ActivityParams, Performance, perform
 from heatlit.data.generator.scene import LABEL_FLOOR, LABEL_WALL, Scene, body_scene, stool_scene
 
 DEVICES: tuple[str, ...] = ("M72e", "M72h", "M72i", "M72j")  # HUMAN4D's device names
