@@ -374,3 +374,19 @@ def test_codecs_encode_when_called_and_their_decoders_decode():
     with pytest.raises(ValueError, match="border"):
         UDPOffsetCodec(border="wrap")
     assert math.isfinite(MegviiCodec(kernel=15).decode(torch.rand(1, 1, 8, 8))[0].sum())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_matches_cpu():
+    size = (24, 32)
+    kp = _uniform(4, 17, size)
+    vis = torch.ones(4, 17)
+    for codec in (MegviiCodec(), UDPOffsetCodec(), SimCCCodec(refine=True, logits=False)):
+        target, w = codec(kp, vis, size)
+        target_cuda, w_cuda = codec(kp.cuda(), vis.cuda(), size)
+        flat = lambda t: torch.cat([x.flatten() for x in t]) if isinstance(t, tuple) else t.flatten()  # noqa: E731
+        torch.testing.assert_close(flat(target_cuda).cpu(), flat(target), atol=1e-6, rtol=0)
+        assert torch.equal(w_cuda.cpu(), w)
+        torch.testing.assert_close(
+            codec.decode(target_cuda)[0].cpu(), codec.decode(target)[0], atol=1e-4, rtol=0
+        )
