@@ -241,10 +241,12 @@ def test_udp_offset_round_trip_raw_is_exact_reference_is_biased():
 
 
 def test_udp_offset_decode_bad_input_and_checks():
-    coords, scores = udp_offset_decode(_bad_maps((3,)), radius=2.0)
-    assert torch.isfinite(coords).all() and (coords >= -0.5).all()
-    for i in (0, 1, 3):
-        assert coords[i, 0].tolist() == [5.5, 4.5] and scores[i, 0] == 0
+    for options in ({}, {"offset_kernel": 1, "border": "zeros"}):
+        coords, scores = udp_offset_decode(_bad_maps((3,)), radius=2.0, **options)
+        assert torch.isfinite(coords).all() and (coords >= -0.5).all()
+        assert (coords[..., 0] <= 11.5).all() and (coords[..., 1] <= 9.5).all()
+        for i in (0, 1, 3):
+            assert coords[i, 0].tolist() == [5.5, 4.5] and scores[i, 0] == 0
     nan_offsets = torch.zeros(1, 1, 3, 10, 12)
     nan_offsets[0, 0, 0, 4, 5] = 1.0
     nan_offsets[0, 0, 1:] = NAN

@@ -217,6 +217,7 @@ class SimCCCodec(Codec):
         logits: bool = True,
     ) -> None:
         simcc_bins(1, split_ratio)  # the ratio's own checks; whole bins are checked per frame
+        # sigma, smoothing and label_smoothing are checked now (on an empty batch), not at the first batch
         simcc_labels(torch.zeros(0, 0, 2), torch.zeros(0, 0), (1, 1), 1, sigma, smoothing, label_smoothing)
         super().__init__(
             split_ratio=split_ratio,

@@ -183,6 +183,9 @@ def udp_offset_decode(
     r = udp_radius(spatial, radius, radius_factor)
     maps = maps if maps.is_floating_point() else maps.float()
     cls = replace_nonfinite(maps[:, :, 0], n)
+    no_peak = cls.flatten(2).amax(-1) == cls.flatten(2).amin(
+        -1
+    )  # before the blur: a zero border bends flat maps
     offsets = torch.nan_to_num(maps[:, :, 1:], nan=0.0, posinf=0.0, neginf=0.0)
     if check_kernel(cls_kernel, "cls_kernel") > 1:
         cls = separable_blur(cls, n, cls_kernel, border=border)
@@ -194,7 +197,7 @@ def udp_offset_decode(
     maxval = flat.gather(-1, index[..., None])[..., 0]
     at_peak = offsets.flatten(3).gather(-1, index[:, :, None, None].expand(-1, -1, n, 1))[..., 0]  # [B, K, n]
     coords = unravel(index, spatial).to(cls.dtype) + r * at_peak
-    return finish(coords, maxval, maxval == flat.amin(-1), spatial)
+    return finish(coords, maxval, no_peak, spatial)
 
 
 class UDPOffsetCodec(Codec):

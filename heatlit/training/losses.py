@@ -95,8 +95,8 @@ class HeatmapLoss(nn.Module):
 
 # ---------------------------------------------------------------- losses of the other representations (issue 17)
 # Same module contract as HeatmapLoss: ``loss(outputs, batch) -> (total, parts)`` with ``outputs`` the model's
-# per-stage predictions (summed over stages) and ``batch`` the data module's dict; a ``decode_beta``
-# attribute for the soft-argmax decoder's config.
+# per-stage predictions (summed over stages) and ``batch`` the data module's dict. DSNTLoss, a heatmap loss,
+# also carries ``decode_beta`` for the soft-argmax decoder's config.
 
 
 def _weighted_mean(per_joint: Tensor, weight: Tensor) -> Tensor:
