@@ -10,6 +10,7 @@ from heatlit.metrics.base import KeypointMetric
 from heatlit.metrics.coco import STAT_NAMES, CocoOksAP, load_coco
 from heatlit.metrics.collection import KeypointMetricCollection, build_metrics
 from heatlit.metrics.keypoint import AUC, PCK, RMSE, MeanError, PCKh
+from heatlit.metrics.multiperson import PeakDetection, average_precision, match_peaks
 from heatlit.metrics.pose3d import MPJPE
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "KeypointMetricCollection",
     "MeanError",
     "PCKh",
+    "PeakDetection",
+    "average_precision",
     "build_metrics",
     "load_coco",
+    "match_peaks",
 ]

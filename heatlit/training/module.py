@@ -13,6 +13,7 @@ from torch import nn
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
+from heatlit.training.peaks import PeakScorer
 from heatlit.training.scoring import DecoderScorer
 
 Tensor = torch.Tensor
@@ -43,7 +44,8 @@ class HeatmapModule(L.LightningModule):
         model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
         loss: :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
-        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`); make_coco: ``stage ->``
+        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
+            :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
             OKS AP metric (each split has its own annotation file).
         optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
@@ -76,7 +78,10 @@ class HeatmapModule(L.LightningModule):
         self.flip_test = bool(flip_test)
         self.scorers = nn.ModuleDict(
             {
-                stage: DecoderScorer(
+                # several people per map: every decoder's candidate peaks against every person's joints
+                stage: PeakScorer(decoders, make_metrics, grid)
+                if description.multi_person
+                else DecoderScorer(
                     decoders,
                     make_metrics,
                     grid,

@@ -84,13 +84,15 @@ def build_decoders(cfg: DictConfig) -> dict:
 
 def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
-    from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
+    from heatlit.metrics import MPJPE, CocoOksAP, PeakDetection, build_metrics
 
     desc, grid = datamodule.description, datamodule.grid
     model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
+    if desc.multi_person:  # candidate peaks against every person (thresholds in input px)
+        make_metrics = functools.partial(PeakDetection, **(cfg.get("peaks") or {}))
     make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
     if desc.oks_sigmas is not None:  # each stage scores against its own split's annotation file

@@ -1,0 +1,74 @@
+"""Multi-person scoring: one forward pass, every decoder's candidate peaks against every person's joints.
+
+The multi-person counterpart of :class:`heatlit.training.scoring.DecoderScorer`, chosen by
+:class:`~heatlit.training.module.HeatmapModule` when the data's description says ``multi_person``. Shapes
+and conventions: :mod:`heatlit.codecs` (coordinates), docs/CONTRACTS.md (batch keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from heatlit.codecs.grid import HeatmapGrid
+
+Tensor = torch.Tensor
+
+
+def as_peaks(out: tuple) -> tuple[Tensor, Tensor]:
+    """Any decoder's output as candidate peaks: ``(coords [B, K, P, n], scores [B, K, P])``.
+
+    A single-peak decoder's ``(coords [B, K, n], scores [B, K])`` is one candidate per channel (P = 1),
+    real when its score is > 0; a multi-peak decoder's output passes as it is (padding has score 0).
+    """
+    coords, scores = out[0], out[1]
+    if scores.dim() == 2:
+        return coords[:, :, None], scores[:, :, None]
+    return coords, scores
+
+
+class PeakScorer(nn.Module):
+    """Per-decoder peak-detection metrics fed from one set of heatmaps.
+
+    Args:
+        decoders: name -> decoder; single-peak decoders are scored as one candidate per channel.
+        make_metric: factory of a fresh :class:`heatlit.metrics.PeakDetection`.
+        grid: the :class:`~heatlit.codecs.grid.HeatmapGrid` of the heatmaps (heatmap px -> input px).
+    """
+
+    def __init__(self, decoders: Mapping[str, Callable], make_metric: Callable, grid: HeatmapGrid) -> None:
+        super().__init__()
+        if not decoders:
+            raise ValueError("at least one decoder must be configured for evaluation")
+        self.decoders = dict(decoders)
+        self.grid = grid
+        self.metrics = nn.ModuleDict({name: make_metric() for name in self.decoders})
+
+    @torch.no_grad()
+    def update(self, heatmaps: Tensor, batch: Mapping) -> dict[str, Tensor]:
+        """Score every decoder on ``heatmaps`` against ``batch["people_keypoints"]`` / ``people_visible``.
+
+        Returns name -> the strongest candidate per channel in input px ``[B, K, 2]`` (for figures).
+        """
+        heatmaps = heatmaps.detach().float()
+        strongest = {}
+        for name, decoder in self.decoders.items():
+            coords, scores = as_peaks(decoder(heatmaps))
+            xy = self.grid.to_input(coords[..., :2])
+            self.metrics[name].update(xy, scores, batch["people_keypoints"], batch["people_visible"])
+            strongest[name] = xy[:, :, 0]
+        return strongest
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """name -> metric -> value (python floats), then resets every state."""
+        results = {
+            name: {k: float(v) for k, v in self.metrics[name].compute().items()} for name in self.decoders
+        }
+        self.reset()
+        return results
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
