@@ -390,12 +390,21 @@ FLAGS = (
     "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND",  # the page must draw with no network at all
 )
-# Appended to a copy of the page: every resource the page fetched (scripts, images, XHR) lands in the DOM.
-PROBE = (
-    "<script>window.addEventListener('load', function () { setTimeout(function () {"
-    "document.body.dataset.resources = JSON.stringify(performance.getEntriesByType('resource')"
-    ".map(function (e) { return e.name; })); }, 0); });</script>"
-)
+# Appended to a copy of the page, run after the page's own script: records every resource the page fetched
+# (scripts, images, XHR), then unchecks encoding=unquant and sorts the final table by test PCKh@0.1, as a user would.
+PROBE = """<script>window.addEventListener("load", function () { setTimeout(function () {
+  var body = document.body.dataset;
+  body.resources = JSON.stringify(performance.getEntriesByType("resource").map(function (e) { return e.name; }));
+  var box = document.querySelector('input[data-axis="encoding"][value="unquant"]');
+  box.checked = false;
+  box.dispatchEvent(new Event("change", {bubbles: true}));
+  body.hiddenRows = document.querySelectorAll("#final-table tr.off").length;
+  body.shownTraces = document.getElementById("train-chart").data.filter(function (t) { return t.visible; }).length;
+  var th = document.querySelectorAll("#final-table th")[4];  // test PCKh@0.1
+  th.click();
+  th.click();  // the second click sorts descending
+  body.sorted = th.className + " " + document.querySelector("#final-table tbody tr:not(.off)").cells[4].dataset.v;
+}, 0); });</script>"""
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install -y chromium)")
@@ -414,8 +423,11 @@ def test_charts_render_in_headless_chromium(page, tmp_path):
     assert len(charts) == 1 + len(DECODERS)
     assert dom.count('class="main-svg"') >= len(charts)
     assert len(re.findall(r'class="[^"]*\bscatterlayer\b', dom)) == len(charts)
-    resources = json.loads(re.search(r'data-resources="([^"]*)"', dom).group(1).replace("&quot;", '"'))
-    assert resources == [], resources
+    probe = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body[^>]*>", dom).group(0)))
+    assert json.loads(probe["resources"].replace("&quot;", '"')) == []
+    # unquant unchecked: its 3 runs x 2 decoders leave the table, its curves (3 runs + job 8) the chart
+    assert (probe["hidden-rows"], probe["shown-traces"]) == ("6", "3")
+    assert probe["sorted"] == "desc 20.0"  # the best quant run first (unsorted: 10.0; unquant's 23.0 hidden)
     # the DOM after every script ran (Plotly adds links of its own, e.g. its logo unless displaylogo=false)
     links = parse(dom).links
     assert links and all(value.startswith("data:") for _, _, value in links), links

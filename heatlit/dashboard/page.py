@@ -74,7 +74,8 @@ def metric_name(metric: str) -> str:
 def chart_payload(folder: Folder) -> dict[str, Any]:
     """What the page's script draws: runs (label, colour, dash, filter labels) and their curves."""
     encodings = sorted({label(r.job.settings.get("encoding")) for r in folder.runs}, key=natural_key)
-    runs, decoders, val_metrics, train_series = [], {}, {}, {}
+    runs, val_metrics, train_series = [], {}, {}
+    decoders = {d: None for r in folder.finished for split in r.results.values() for d in split}
     for i, run in enumerate(folder.runs):
         rid = run_id(run, folder.root)
         curves = {name: [c.x, c.y] for name, c in run.curves.items()}
@@ -108,10 +109,11 @@ def chart_payload(folder: Folder) -> dict[str, Any]:
     }
 
 
-def render_grid(grid: Grid | None, table_id: str, empty: str) -> str:
-    """A sortable table: each cell's sort value in ``data-v``, each row's filter labels in ``data-f``."""
+def render_grid(section: str, title: str, grid: Grid | None, empty: str) -> str:
+    """A section with a sortable table: each cell's sort value in ``data-v``, each row's filter labels in
+    ``data-f``; ``empty`` in place of the table when there is none."""
     if grid is None or not grid.rows:
-        return f'<p class="empty">{esc(empty)}</p>'
+        return f'<section id="{section}"><h2>{esc(title)}</h2><p class="empty">{esc(empty)}</p></section>'
     head = "".join(
         f'<th data-numeric="{int(c.numeric)}" title="{esc(c.title or "click to sort")}">{esc(c.header)}</th>'
         for c in grid.columns
@@ -122,9 +124,9 @@ def render_grid(grid: Grid | None, table_id: str, empty: str) -> str:
         run = f' data-run="{esc(row.run)}"' if row.run else ""
         body.append(f'<tr data-f="{esc(json.dumps(row.filters))}"{run}>{cells}</tr>')
     return (
-        f'<p class="note">{esc(grid.note)}</p>'
-        f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
+        f'<section id="{section}"><h2>{esc(grid.title)}</h2><p class="note">{esc(grid.note)}</p>'
+        f'<div class="scroll"><table class="sortable" id="{section}-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div></section>"
     )
 
 
@@ -248,7 +250,8 @@ def render_page(folder: Folder, title: str | None = None) -> str:
         if any(r["curves"] for r in payload["runs"])
         else "No curves: no csv/metrics.csv in any job (logger=csv or the default logger writes it)."
     )
-    title = title or f"heatlit dashboard: {folder.root.resolve().name}"
+    where = folder.root.resolve()
+    title = title or f"heatlit dashboard: {where.parent.name}/{where.name}"
     sections = [
         f"<header><h1>{esc(title)}</h1><p>{esc(folder.root.resolve())}</p><p>{esc(summary(folder))}; "
         f"page written {esc(when(time.time()))}.</p></header>",
@@ -260,16 +263,13 @@ def render_page(folder: Folder, title: str | None = None) -> str:
         '<div class="controls"><label>training series <select id="train-series"></select></label>'
         '<label>validation metric <select id="val-metric"></select></label></div>'
         '<div id="train-chart" class="chart wide"></div><div id="val-charts" class="charts"></div></section>',
-        '<section id="final"><h2>Final results</h2>'
-        + render_grid(final_table(folder), "final-table", "No finished run yet.")
-        + "</section>",
-        '<section id="effect"><h2>Encoding effect</h2>'
-        + render_grid(
+        render_grid("final", "Final results", final_table(folder), "No finished run yet."),
+        render_grid(
+            "effect",
+            "Encoding effect",
             effect_table(folder, effect_split),
-            "effect-table",
             "No encoding effect: the finished runs do not have two encodings to pair.",
-        )
-        + "</section>",
+        ),
         f'<section id="jobs"><h2>Jobs without results</h2>{render_unfinished(folder)}</section>',
         f'<section id="qualitative"><h2>Qualitative results</h2><div class="figures">{qualitative}</div></section>',
         f'<section id="report"><h2>Report figures</h2><div class="figures">{report}</div></section>',

@@ -66,12 +66,14 @@
     valBox.innerHTML = "";
     if (!metric) return;
     data.decoders.forEach(function (decoder) {
+      var lines = traces("val/" + decoder + "/" + metric, "epoch");
+      if (!lines.length) return;  // a decoder scored at test time only has no curve
       var div = document.createElement("div");
       div.className = "chart";
       div.dataset.decoder = decoder;
       div.style.display = off.decoder && off.decoder[decoder] ? "none" : "";
       valBox.appendChild(div);
-      Plotly.newPlot(div, traces("val/" + decoder + "/" + metric, "epoch"),
+      Plotly.newPlot(div, lines,
         layout("val: " + decoder, "epoch", data.metricLabels[metric] || metric, false), config);
     });
   }
@@ -115,7 +117,7 @@
     return numeric ? parseFloat(v) : v;
   }
 
-  document.querySelectorAll("table.sortable th").forEach(function (th, _) {
+  document.querySelectorAll("table.sortable th").forEach(function (th) {
     th.addEventListener("click", function () {
       var table = th.closest("table");
       var index = Array.prototype.indexOf.call(th.parentNode.children, th);
