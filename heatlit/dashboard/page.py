@@ -18,6 +18,7 @@ from typing import Any
 
 from heatlit.dashboard.collect import EPOCH_PREFIX, Folder, settings_of
 from heatlit.dashboard.tables import (
+    Cell,
     Grid,
     effect_table,
     final_table,
@@ -115,12 +116,13 @@ def render_grid(section: str, title: str, grid: Grid | None, empty: str) -> str:
     if grid is None or not grid.rows:
         return f'<section id="{section}"><h2>{esc(title)}</h2><p class="empty">{esc(empty)}</p></section>'
     head = "".join(
-        f'<th data-numeric="{int(c.numeric)}" title="{esc(c.title or "click to sort")}">{esc(c.header)}</th>'
+        f'<th data-numeric="{int(c.numeric)}" class="{"num" if c.numeric else "text"}" '
+        f'title="{esc(c.title or "click to sort")}">{esc(c.header)}</th>'
         for c in grid.columns
     )
     body = []
     for row in grid.rows:
-        cells = "".join(cell_html(c) for c in row.cells)
+        cells = "".join(cell_html(c, col.numeric) for c, col in zip(row.cells, grid.columns))
         run = f' data-run="{esc(row.run)}"' if row.run else ""
         body.append(f'<tr data-f="{esc(json.dumps(row.filters))}"{run}>{cells}</tr>')
     return (
@@ -130,10 +132,11 @@ def render_grid(section: str, title: str, grid: Grid | None, empty: str) -> str:
     )
 
 
-def cell_html(cell) -> str:
+def cell_html(cell: Cell, numeric: bool) -> str:
     attrs = "" if cell.value is None else f' data-v="{esc(cell.value)}"'
     attrs += f' title="{esc(cell.title)}"' if cell.title else ""
-    attrs += f' class="{esc(cell.css)}"' if cell.css else ""
+    css = " ".join(c for c in (cell.css, "num" if numeric else "") if c)
+    attrs += f' class="{css}"' if css else ""
     return f"<td{attrs}>{esc(cell.text)}</td>"
 
 
@@ -253,7 +256,7 @@ def render_page(folder: Folder, title: str | None = None) -> str:
     where = folder.root.resolve()
     title = title or f"heatlit dashboard: {where.parent.name}/{where.name}"
     sections = [
-        f"<header><h1>{esc(title)}</h1><p>{esc(folder.root.resolve())}</p><p>{esc(summary(folder))}; "
+        f"<header><h1>{esc(title)}</h1><p>{esc(folder.root)}</p><p>{esc(summary(folder))}; "
         f"page written {esc(when(time.time()))}.</p></header>",
         '<section id="select"><h2>Select runs</h2>'
         + render_filters(folder, payload["decoders"])

@@ -32,11 +32,17 @@
     return out;
   }
 
-  function layout(title, xname, ytitle, legend) {
+  function layout(title, xname, ytitle, lines, legend) {
+    var xaxis = {title: {text: xname}};
+    if (xname === "epoch") {  // whole epochs only, about ten ticks at most
+      var last = Math.max.apply(null, lines.map(function (t) { return Math.max.apply(null, t.x); }));
+      xaxis.tick0 = 0;
+      xaxis.dtick = Math.max(1, Math.ceil(last / 10));
+    }
     return {
-      title: {text: title, font: {size: 14}, x: 0.01, xanchor: "left"}, height: legend ? 360 : 300, showlegend: legend,
-      legend: {orientation: "h", y: -0.25}, margin: {l: 55, r: 15, t: 40, b: 45},
-      xaxis: {title: {text: xname}}, yaxis: {title: {text: ytitle}}, hovermode: "closest"
+      title: {text: title, font: {size: 14}, x: 0.01, xanchor: "left"}, height: legend ? 340 : 260, showlegend: legend,
+      legend: {orientation: "h", y: -0.3}, margin: {l: 55, r: 15, t: 36, b: 42},
+      xaxis: xaxis, yaxis: {title: {text: ytitle}}, hovermode: "closest"
     };
   }
 
@@ -58,7 +64,8 @@
   function drawTrain() {
     var series = trainSelect.value;
     if (!series) { trainDiv.style.display = "none"; return; }
-    Plotly.react(trainDiv, traces(series, "step"), layout(series + " (per step)", "step", series, true), config);
+    var lines = traces(series, "step");
+    Plotly.react(trainDiv, lines, layout(series + " (per step)", "step", series, lines, true), config);
   }
 
   function drawVal() {
@@ -74,7 +81,7 @@
       div.style.display = off.decoder && off.decoder[decoder] ? "none" : "";
       valBox.appendChild(div);
       Plotly.newPlot(div, lines,
-        layout("val: " + decoder, "epoch", data.metricLabels[metric] || metric, false), config);
+        layout("val: " + decoder, "epoch", data.metricLabels[metric] || metric, lines, false), config);
     });
   }
 
