@@ -365,6 +365,22 @@ def test_page_is_self_contained(page):
     assert "broken.png" in page  # named as left out
 
 
+def test_damaged_files_are_named_not_fatal(tmp_path):
+    """A corrupt results.json lists its job with the reason; an unreadable metrics.csv is named."""
+    broken = make_job(tmp_path, 0, "quant", 1)
+    (broken / "results.json").write_text('{"results": ')
+    finished = make_job(tmp_path, 1, "quant", 1314)
+    finish_job(finished, "quant", 1314)
+    (finished / "csv").mkdir()
+    (finished / "csv" / "metrics.csv").write_bytes(b"epoch,step\n\xff\xfe broken")
+    page = write_dashboard(tmp_path, tmp_path / "page.html").read_text(encoding="utf-8")
+    table = parse(page).tables["unfinished"]
+    assert column(table, "job") == ["0_hourglass_tiny_quant_mse"]
+    assert column(table, "status")[0].startswith("unreadable results.json: Expecting value")
+    assert f"Curves left out: {finished / 'csv' / 'metrics.csv'}: " in page
+    assert len(parse(page).tables["final-table"]) == 1 + len(DECODERS)
+
+
 def test_single_run_folder_and_errors(sweep, tmp_path, capsys):
     run = sweep / "0_hourglass_tiny_quant_mse"
     out = write_dashboard(run, tmp_path / "one.html")

@@ -8,7 +8,6 @@ this module adds what the report does not read: both splits of ``results.json``,
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from heatlit.report.collect import (
     read_overrides,
     varying_axes,
 )
+from heatlit.results import FILE_NAME, SCHEMA_VERSION, ResultsError, RunResults, read_results
 
 FINISHED = "finished"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -101,32 +101,29 @@ class Folder:
         return [r for r in self.runs if not r.finished]
 
 
-def read_results(path: Path) -> tuple[dict, dict, str]:
-    """``(payload, results, status)`` of a results.json, read defensively (its schema is still moving).
+def read_run_results(job_dir: Path) -> tuple[RunResults | None, dict, str]:
+    """``(run, results, status)`` of a job's results.json; ``run`` is None when there is none.
 
-    ``results`` is ``{split: {decoder: {metric: float | None}}}`` with anything malformed left out;
+    ``results`` is every split's ``{decoder: {metric: float | None}}`` with anything malformed left out;
     ``status`` is ``finished`` when at least one split has a decoder, else why not.
     """
+    if not (job_dir / FILE_NAME).is_file():
+        return None, {}, ""
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {}, {}, f"unreadable results.json: {exc}"
-    if not isinstance(payload, dict):
-        return {}, {}, "unreadable results.json: not a JSON object"
-    stages = payload.get("results")
+        run = read_results(job_dir / FILE_NAME)
+    except ResultsError as exc:
+        return None, {}, str(exc)
     results = {
         str(split): {
             str(decoder): {str(m): number(v) for m, v in metrics.items()}
             for decoder, metrics in decoders.items()
-            if isinstance(metrics, dict)
+            if isinstance(metrics, Mapping)
         }
-        for split, decoders in (stages.items() if isinstance(stages, dict) else [])
-        if isinstance(decoders, dict)
+        for split, decoders in run.results.items()
+        if isinstance(decoders, Mapping)
     }
     results = {split: decoders for split, decoders in results.items() if decoders}
-    if not results:
-        return payload, {}, "unreadable results.json: no decoder results in it"
-    return payload, results, FINISHED
+    return run, results, FINISHED if results else f"unreadable {FILE_NAME}: no decoder results in it"
 
 
 def read_yaml(path: Path) -> Any:
@@ -204,15 +201,14 @@ def read_run(job_dir: Path, root: Path) -> RunRecord:
     """Everything the dashboard shows about one job folder."""
     overrides = read_overrides(job_dir)
     choices, num, launcher = hydra_job(job_dir)
-    results_path = job_dir / "results.json"
-    if results_path.is_file():
-        payload, results, status = read_results(results_path)
-    else:
-        payload, results, status = {}, {}, ""
-    if not isinstance(payload.get("choices"), dict):
-        payload = {**payload, "choices": choices}
+    run_results, results, status = read_run_results(job_dir)
+    # without results.json (or choices in it), the settings come from what Hydra recorded of the job
+    if run_results is None:
+        run_results = RunResults(job_dir / FILE_NAME, SCHEMA_VERSION, choices, {})
+    elif not run_results.choices:
+        run_results = replace(run_results, choices=choices)
     run = RunRecord(
-        make_job(job_dir, overrides, payload),
+        make_job(job_dir, overrides, run_results),
         results,
         status,
         last_activity=last_activity(job_dir),

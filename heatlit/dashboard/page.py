@@ -28,7 +28,7 @@ from heatlit.dashboard.tables import (
 )
 from heatlit.report.build import duration
 from heatlit.report.collect import label, natural_key
-from heatlit.report.tables import LABELS, LOWER_IS_BETTER
+from heatlit.report.tables import metric_label
 
 # Plotly's default qualitative palette; a run keeps its colour in every chart.
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
@@ -66,12 +66,6 @@ def plotly_js() -> str:
     return get_plotlyjs()
 
 
-def metric_name(metric: str) -> str:
-    """``PCKh@0.1 ↑`` for a known metric, the raw name otherwise."""
-    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
-    return f"{LABELS.get(metric, metric)} {arrow}"
-
-
 def chart_payload(folder: Folder) -> dict[str, Any]:
     """What the page's script draws: runs (label, colour, dash, filter labels) and their curves."""
     encodings = sorted({label(r.job.settings.get("encoding")) for r in folder.runs}, key=natural_key)
@@ -104,7 +98,7 @@ def chart_payload(folder: Folder) -> dict[str, Any]:
         "runs": runs,
         "decoders": list(decoders),
         "metrics": metrics,
-        "metricLabels": {m: metric_name(m) for m in metrics},
+        "metricLabels": {m: metric_label(m) for m in metrics},
         "defaultMetric": next((m for m in PREFERRED_METRIC if m in metrics), metrics[0] if metrics else None),
         "trainSeries": train,
     }
@@ -253,6 +247,11 @@ def render_page(folder: Folder, title: str | None = None) -> str:
         if any(r["curves"] for r in payload["runs"])
         else "No curves: no csv/metrics.csv in any job (logger=csv or the default logger writes it)."
     )
+    problems = "".join(
+        f'<p class="empty">Curves left out: {esc(r.curve_problem)}</p>'
+        for r in folder.runs
+        if r.curve_problem
+    )
     where = folder.root.resolve()
     title = title or f"heatlit dashboard: {where.parent.name}/{where.name}"
     sections = [
@@ -262,7 +261,7 @@ def render_page(folder: Folder, title: str | None = None) -> str:
         + render_filters(folder, payload["decoders"])
         + render_run_list(payload)
         + "</section>",
-        f'<section id="curves"><h2>Curves</h2><p class="note">{esc(curves_note)}</p>'
+        f'<section id="curves"><h2>Curves</h2><p class="note">{esc(curves_note)}</p>{problems}'
         '<div class="controls"><label>training series <select id="train-series"></select></label>'
         '<label>validation metric <select id="val-metric"></select></label></div>'
         '<div id="train-chart" class="chart wide"></div><div id="val-charts" class="charts"></div></section>',
