@@ -62,10 +62,9 @@ class Grid:
     rows: list[TableRow]
 
 
-def number_cell(value: float | None, signed: bool = False) -> Cell:
-    if value is None:
-        return Cell("–", None)
-    return Cell(f"{value:+.2f}" if signed else f"{value:.2f}", value)
+def number_cell(value: float | None) -> Cell:
+    """Two decimals (percent and pixels alike), a dash for a missing value."""
+    return Cell("–", None) if value is None else Cell(f"{value:.2f}", value)
 
 
 def run_id(run: RunRecord, root) -> str:
