@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from heatlit.data.generator.crowd import (
 from heatlit.data.generator.motion import forward, local_rotations, root_rotation
 from heatlit.data.synth import SynthMultiSource
 from heatlit.metrics import PeakDetection, average_precision, match_peaks
+from heatlit.results import read_results
 from heatlit.training.peaks import PeakScorer, as_peaks
 
 TINY = dict(width=40, height=20, train_frames=24, val_frames=8, test_frames=8, mocap_path=None)
@@ -414,3 +416,54 @@ def test_peak_scorer_scores_single_and_multi_peak_decoders_on_one_pass():
         100.0
     )
     assert out["single"]["peak_ap@1"] == pytest.approx(50.0) and math.isclose(out["multi"]["peak_ap"], 100.0)
+
+
+# --------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_multiperson_experiment_trains_and_scores_peaks(tmp_path: Path, crowd_cache: Path):
+    from tests.test_train import run_train
+
+    results = run_train(["+experiment=multiperson", "debug=fast"], tmp_path / "run", crowd_cache)
+    test = results["test"]
+    assert {"argmax", "dark", "multipeak", "multipeak_int"} <= set(test)
+    for metrics in test.values():
+        assert {"peak_ap", "peak_p@2", "peak_r@2", "peak_f1@2", "peak_ap@8"} <= set(metrics)
+        assert "pckh@0.1" not in metrics
+        assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    saved = read_results(tmp_path / "run" / "results.json")
+    assert saved.dataset["multi_person"] is True and saved.facts["monitor"] == "val/multipeak/peak_ap"
+
+
+# ------------------------------------------------------------------------------------- report
+def test_report_section_tables_and_variant_differences(tmp_path: Path):
+    from heatlit.report import write_report
+    from tests.test_report import write_job
+
+    # Two jobs (encodings) with known peak metrics; the section shows AP and F1, and each multi-peak option's
+    # difference on the same job.
+    def metrics(ap, f1):
+        return {"peak_ap": ap, "peak_ap@2": ap - 5, "peak_f1@2": f1, "peak_p@2": f1 + 1, "peak_r@2": f1 - 1}
+
+    base = {"multipeak_int": (40.0, 50.0), "multipeak_dark": (46.0, 53.0), "multipeak_blur_int": (39.0, 49.0),
+            "multipeak_blur": (44.5, 52.0), "argmax": (20.0, 30.0)}  # fmt: skip
+    for i, (enc, shift) in enumerate((("quant", 0.0), ("unquant", 2.0))):
+        test = {dec: metrics(ap + shift, f1) for dec, (ap, f1) in base.items()}
+        write_job(tmp_path, f"{i}", [f"encoding={enc}"], {"model": "hourglass_tiny", "encoding": enc}, test)
+    for results in tmp_path.glob("*/results.json"):  # the jobs were multi-person
+        payload = json.loads(results.read_text())
+        payload["dataset"] = SynthMultiSource.description.to_dict()
+        results.write_text(json.dumps(payload))
+    written = write_report(tmp_path)
+    text = written["multiperson.md"].read_text()
+    assert "| model | encoding | decoder | AP (mean) ↑ | AP@2px ↑ | F1@2px ↑ |" in text
+    assert "| hourglass_tiny | unquant | multipeak_dark | **48.00** | **43.00** | **53.00** |" in text
+    # with - without, per job: DARK refinement +6 AP, +3 F1; blur before NMS on integer peaks -1, -1
+    assert (
+        "| hourglass_tiny | quant | DARK refinement (blur around each peak) | +6.00 | +6.00 | +3.00 | +3.00 | +3.00 |"
+        in text
+    )
+    assert (
+        "| hourglass_tiny | unquant | blur before NMS, integer peaks | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |"
+        in text
+    )
+    assert "## Multi-person peaks (test)" in written["report.md"].read_text()

@@ -16,6 +16,7 @@ from heatlit.report.collect import (
     unique_jobs,
     varying_axes,
 )
+from heatlit.report.multiperson import section_markdown as multiperson_markdown
 from heatlit.report.plots import decoders_plot, qualitative_grid, stride_plot
 from heatlit.report.tables import (
     Table,
@@ -159,7 +160,8 @@ def header_markdown(sweep: Sweep) -> str:
     return "\n".join(lines) + "\n"
 
 
-UNITS = {"pckh": "PCKh", "pck@": "PCK", "auc": "AUC", "ap": "AP", "ar": "AR"}  # prefixes of percent metrics
+# prefixes of percent metrics
+UNITS = {"pckh": "PCKh", "pck@": "PCK", "auc": "AUC", "ap": "AP", "ar": "AR", "peak_": "peak AP/F1/P/R"}
 
 
 def units(metrics: list[str]) -> str:
@@ -196,6 +198,9 @@ def report_markdown(sweep: Sweep, figures: dict[str, Path], unreadable: list[Pat
             f"{effect.note}.\n",
             to_markdown(effect),
         ]
+    multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
+    if multiperson:
+        parts.append(multiperson)
     parts += ["## Failed jobs\n", failed_markdown(sweep)]
     if figures or unreadable:
         parts.append("## Figures\n")
@@ -233,6 +238,10 @@ def write_tables(sweep: Sweep, out: Path) -> dict[str, Path]:
             f"## {effect.title}\n\n{effect.note}.\n\n" + to_markdown(effect)
         )
         written["encoding_effect.csv"] = write_csv(effect, out / "encoding_effect.csv")
+    multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
+    if multiperson:
+        written["multiperson.md"] = out / "multiperson.md"
+        written["multiperson.md"].write_text(multiperson)
     return written
 
 
