@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from heatlit.config import ConfigError
+from heatlit.training.checks import ConfigError
 from heatlit.training.run import evaluate, train
 from tests.conftest import CONF_DIR, ROOT
 
@@ -209,7 +209,7 @@ def test_dropped_decoder_leaves_no_half_config(tmp_path):
     assert "soft_argmax" not in cfg.decoders
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["+decoders.bogus.beta=3"])
-    from heatlit.config import check_config
+    from heatlit.training.checks import check_config
 
     with pytest.raises(ConfigError, match="decoders.bogus is not a decoder config"):
         check_config(cfg)

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
+from heatlit.training.checks import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
 from heatlit.training.artifacts import ordered_metrics, qualitative_figure, results_table, write_results
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule
