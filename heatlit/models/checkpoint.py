@@ -22,15 +22,12 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: missing, truncated, not a checkpoint, or unsafe to unpickle."""
 
 
-def _unsafe_reason(err: Exception) -> str:
-    """The one telling line of torch's weights-only refusal (e.g. the global it would have imported)."""
-    text = str(err)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
-        return f"it would import {found.group(1)}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    detail = next((line for line in lines if "error" in line.lower() and "weights only" not in line.lower()), "")
-    return f"it holds pickled Python objects ({detail.rsplit(':', 1)[-1].strip() or lines[-1]})"
+def _refusal_detail(err: Exception) -> str:
+    """The one telling line of torch's weights-only refusal (e.g. ``Unsupported operand 110``)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    skip = ("weights only load failed", "please file an issue", "check the documentation")
+    telling = [line for line in lines if not line.lower().startswith(skip)]
+    return telling[0] if telling else lines[-1]
 
 
 def load_checkpoint(path: str | Path) -> Any:
@@ -46,11 +43,14 @@ def load_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only" not in str(err).lower():  # a broken pickle stream, not a refused one
-            raise CheckpointError(f"cannot read {path}: truncated or not a torch checkpoint ({err})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:  # a pickle that would import (and so could run) code
+            raise CheckpointError(
+                f"refusing to load {path}: it would import {found.group(1)}; heatlit loads checkpoints with "
+                "weights_only=True (tensors and plain containers only)"
+            ) from None
         raise CheckpointError(
-            f"refusing to load {path}: {_unsafe_reason(err)}; heatlit loads checkpoints with "
-            "weights_only=True (tensors and plain containers only)"
+            f"cannot read {path}: truncated or not a torch checkpoint ({_refusal_detail(err)})"
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
         reason = str(err).split(". ")[0] if isinstance(err, RuntimeError) else type(err).__name__
