@@ -9,9 +9,13 @@ Examples:
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from heatlit.training.resume import hydra_record_subdir
 from heatlit.training.run import main_guard, train
+
+# conf/train.yaml's hydra.output_subdir; registered at import so Hydra's launcher workers have it too
+OmegaConf.register_new_resolver("heatlit_record", hydra_record_subdir, replace=True)
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
