@@ -62,7 +62,8 @@ class RunPlan:
         config: the config to run with (the saved one when resuming).
         ckpt: the checkpoint to resume from; None for a new run.
         epochs / global_step: what that checkpoint completed.
-        choices: the resumed run's config-group choices (None: this command's).
+        choices / groups: the resumed run's choices as reported and its config-group options (None: this
+            command's).
         finished: a multirun job that already wrote its results; left as it is.
         notes: lines to log once the run starts.
         state_shapes / shape: the checkpoint's tensor shapes and data shape record (checked against the model).
@@ -74,6 +75,7 @@ class RunPlan:
     epochs: int = 0
     global_step: int = 0
     choices: dict | None = None
+    groups: dict | None = None
     finished: bool = False
     notes: list[str] = field(default_factory=list)
     state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -187,6 +189,7 @@ def _plan_resume(cfg: DictConfig, ckpt: Path) -> RunPlan:
         epochs=epochs,
         global_step=int(checkpoint.get("global_step", 0)),
         choices=checkpoint.get(CHOICES_KEY),
+        groups=checkpoint.get(GROUPS_KEY),
         state_shapes={k: tuple(v.shape) for k, v in (checkpoint.get("state_dict") or {}).items()},
         shape=checkpoint.get(SHAPE_KEY),
     )
@@ -201,10 +204,10 @@ def _plan_resume(cfg: DictConfig, ckpt: Path) -> RunPlan:
 
 
 def _epochs_done(checkpoint: dict) -> int:
-    progress = OmegaConf.select(
-        OmegaConf.create(checkpoint["loops"]), "fit_loop.epoch_progress.current.processed", default=None
-    )
-    return int(progress) if progress is not None else int(checkpoint.get("epoch", -1)) + 1
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("epoch", -1)) + 1
 
 
 def _under(key: str, prefixes) -> bool:
@@ -275,7 +278,7 @@ def _adapted(saved: DictConfig, cfg: DictConfig, run_dir: Path, ckpt: Path, foll
     with open_dict(config):
         for key in cfg:  # keys added to the config schema since the run started
             if key not in config and key != "hydra":
-                config[key] = cfg[key]
+                config[key] = _plain(cfg[key])
         for key in follow:
             if "@" not in key:
                 OmegaConf.update(config, key, _plain(OmegaConf.select(cfg, key)), force_add=True)
@@ -368,12 +371,16 @@ def quiet_worker_logs() -> None:
             path.unlink()
 
 
-def settle_job_dir(run_dir: Path) -> None:
-    """Leave nothing behind in a Hydra job folder the run does not use: move the log there, drop the folder."""
+def settle_job_dir(run_dir: Path, new_run: bool) -> None:
+    """Leave nothing behind in a Hydra job folder the run does not use (``output_dir=`` elsewhere, or a resumed
+    run's folder): its log continues in the run folder, a new run takes its record along, the folder goes."""
     job_dir = hydra_job_dir()
     if job_dir is None or not job_dir.is_dir() or job_dir.resolve() == run_dir.resolve():
         return
     _move_file_logs(job_dir, run_dir)
+    record = job_dir / ".hydra"
+    if new_run and record.is_dir() and not (run_dir / ".hydra").exists():
+        shutil.move(record, run_dir / ".hydra")
     _discard_if_fresh(job_dir)
 
 

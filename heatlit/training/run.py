@@ -213,12 +213,12 @@ def report(
     return results
 
 
-def run_record(cfg: DictConfig, picked: dict, datamodule) -> dict:
+def run_record(cfg: DictConfig, picked: dict, groups: dict, datamodule) -> dict:
     """What every checkpoint of the run carries beside the weights (plain containers only)."""
     return {
         CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True),
         CHOICES_KEY: picked,
-        GROUPS_KEY: dict(hydra_groups()),
+        GROUPS_KEY: groups,
         SHAPE_KEY: {"num_joints": datamodule.num_joints, "in_channels": datamodule.in_channels},
     }
 
@@ -235,7 +235,7 @@ def train(cfg: DictConfig) -> dict:
     except (ConfigError, CheckpointError):
         discard_invocation()  # a refused command leaves no folder or record behind
         raise
-    settle_job_dir(plan.run_dir)
+    settle_job_dir(plan.run_dir, new_run=plan.ckpt is None)
     if plan.finished:
         log.info("%s already finished (%s): kept as it is", plan.run_dir, RESULTS)
         return json.loads((plan.run_dir / RESULTS).read_text()).get("results", {})
@@ -260,7 +260,7 @@ def train(cfg: DictConfig) -> dict:
     module = build_module(cfg, datamodule, decoders)
     out = output_dir(cfg)  # made once the config has proved buildable
     picked = plan.choices or choices(cfg)
-    module.run_record = run_record(cfg, picked, datamodule)
+    module.run_record = run_record(cfg, picked, plan.groups or dict(hydra_groups()), datamodule)
     if plan.ckpt is not None:
         check_fits(module, plan.ckpt, plan.state_shapes, plan.shape, datamodule)
     monitor = monitor_key(cfg, datamodule)
