@@ -329,8 +329,10 @@ def test_multipeak_bad_input_and_padding():
 
 
 def test_every_codec_config_instantiates_and_round_trips():
-    # soft_argmax_auto reads loss.decode_beta, so it only composes inside a run config (see test_train)
-    names = sorted(p.stem for p in (CONF_DIR / "decoder").glob("*.yaml") if p.stem != "soft_argmax_auto")
+    # soft_argmax_auto reads loss.decode_beta, so it only composes inside a run config (see test_train);
+    # the decoders of structured targets (UDP offsets, SimCC) round-trip in test_representation_training
+    other = {"soft_argmax_auto", "udp_offset", "udp_offset_raw", "simcc", "simcc_refine"}
+    names = sorted(p.stem for p in (CONF_DIR / "decoder").glob("*.yaml") if p.stem not in other)
     assert {"argmax", "standard", "dark", "com", "soft_argmax", "multipeak"} <= set(names)
     kp = _interior(2, 3, (32, 32), margin=10)
     with initialize_config_dir(str(CONF_DIR / "encoding"), version_base="1.3"):
@@ -341,7 +343,7 @@ def test_every_codec_config_instantiates_and_round_trips():
             decoder = instantiate(compose(name))
         out = decoder(torch.log(hm) if name == "soft_argmax" else hm)
         assert torch.isfinite(out[0]).all(), name
-        tol = 0.71 if name in ("argmax", "standard") else 0.01
+        tol = 0.71 if name in ("argmax", "standard", "megvii") else 0.01
         assert (out[0].reshape(2, 3, -1, 2)[:, :, 0] - kp).norm(dim=-1).max() < tol, name
 
 

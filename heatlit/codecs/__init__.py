@@ -52,3 +52,35 @@ __all__ = [
     "to_heatmap",
     "to_input",
 ]
+
+# The other coordinate representations (issue 17). Imported last: they build on the heatmap codecs above.
+from heatlit.codecs.mspn import MegviiCodec, MegviiDecoder, megvii_decode, megvii_heatmaps  # noqa: E402
+from heatlit.codecs.simcc import SimCCCodec, SimCCDecoder, simcc_bins, simcc_decode, simcc_labels  # noqa: E402
+from heatlit.codecs.udp import (  # noqa: E402
+    UDPOffsetCodec,
+    UDPOffsetDecoder,
+    udp_offset_decode,
+    udp_offset_maps,
+    udp_radius,
+    udp_to_heatmap,
+    udp_to_input,
+)
+
+__all__ += [
+    "MegviiCodec",
+    "MegviiDecoder",
+    "SimCCCodec",
+    "SimCCDecoder",
+    "UDPOffsetCodec",
+    "UDPOffsetDecoder",
+    "megvii_decode",
+    "megvii_heatmaps",
+    "simcc_bins",
+    "simcc_decode",
+    "simcc_labels",
+    "udp_offset_decode",
+    "udp_offset_maps",
+    "udp_radius",
+    "udp_to_heatmap",
+    "udp_to_input",
+]
