@@ -78,19 +78,16 @@ def build_datamodule(cfg: DictConfig):
         if isinstance(cause, ValueError | FileNotFoundError | MissingMandatoryValue):
             raise ConfigError(f"{name}: {cause}") from err
         raise
+    # Building a split's source runs the data's own checks (files, 3D joints) before any training.
     try:
-        _ = (
-            datamodule.num_joints
-        )  # builds a split's source: the data's own checks run here, before any training
+        _ = datamodule.num_joints
     except DataError:
         raise
     except ValueError as err:
-        why = (
-            " (head=3d needs data with 3D joints: use head=2d with this data)"
-            if cfg.data.get("heatmap_depth")
-            else ""
+        hint = (
+            " (head=3d needs data with 3D joints: use head=2d here)" if cfg.data.get("heatmap_depth") else ""
         )
-        raise ConfigError(f"{name}: {err}{why}") from err
+        raise ConfigError(f"{name}: {err}{hint}") from err
     return datamodule
 
 
@@ -105,9 +102,8 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     try:
         model = instantiate(cfg.model, num_joints=datamodule.num_joints, in_channels=datamodule.in_channels)
     except InstantiationException as err:
-        if isinstance(
-            err.__cause__, ValueError | FileNotFoundError
-        ):  # bad options, unreadable pretrained file
+        # bad options, an unreadable or unsafe pretrained file
+        if isinstance(err.__cause__, ValueError | FileNotFoundError):
             raise ConfigError(f"model={choices(cfg).get('model', '?')}: {err.__cause__}") from err
         raise
     check_model_data(model, datamodule)
