@@ -11,7 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from heatlit.training.resume import hydra_record_subdir
+from heatlit.training.job import hydra_record_subdir
 from heatlit.training.run import main_guard, train
 
 # conf/train.yaml's hydra.output_subdir; registered at import so Hydra's launcher workers have it too

@@ -22,19 +22,16 @@ from heatlit.models.checkpoint import CheckpointError, load_checkpoint
 from heatlit.training.artifacts import ordered_metrics, qualitative_figure, results_table, write_results
 from heatlit.training.checks import ConfigError, check_config, check_decoders, check_fits, check_model_data
 from heatlit.training.gpu_lease import lease_gpu
-from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
-from heatlit.training.resume import (
-    RESULTS,
-    RunPlan,
+from heatlit.training.job import (
     discard_invocation,
     hydra_groups,
     is_multirun,
     is_rank_zero,
-    plan_run,
     quiet_worker_logs,
     settle_job_dir,
-    wandb_run_id,
 )
+from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
+from heatlit.training.resume import RESULTS, RunPlan, plan_run, wandb_run_id
 
 log = logging.getLogger(__name__)
 
