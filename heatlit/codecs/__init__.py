@@ -32,6 +32,7 @@ from heatlit.codecs.decoders import (
     standard_decode,
 )
 from heatlit.codecs.encoders import GaussianEncoder, gaussian_heatmaps
+from heatlit.codecs.grid import HeatmapGrid
 from heatlit.codecs.multipeak import MultiPeakDecoder, multipeak_decode
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "CentreOfMassDecoder",
     "DarkDecoder",
     "GaussianEncoder",
+    "HeatmapGrid",
     "MultiPeakDecoder",
     "SoftArgmaxDecoder",
     "StandardDecoder",

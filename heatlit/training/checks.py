@@ -70,15 +70,16 @@ def check_decoders(decoders: Mapping, head_dim: int) -> None:
             )
 
 
-def check_model_data(model, datamodule) -> None:
-    """The model's output grid must be the data's heatmap grid."""
-    if model.stride != datamodule.stride:
-        raise ConfigError(f"model stride {model.stride} != data stride {datamodule.stride}")
-    size = tuple(datamodule.heatmap_size)
-    if model.head_dim == 3 and (len(size) != 3 or size[0] != model.depth_bins):
+def check_model_data(model, grid) -> None:
+    """The model's output grid must be the data's heatmap grid (a :class:`heatlit.codecs.HeatmapGrid`)."""
+    if model.stride != grid.stride:
+        raise ConfigError(f"model stride {model.stride} != data stride {grid.stride}")
+    if model.head_dim == 3 and grid.depth_bins != model.depth_bins:
         raise ConfigError(
             f"3D head with {model.depth_bins} depth bins needs data.heatmap_depth={model.depth_bins}"
         )
+    if model.head_dim == 2 and grid.dims != 2:
+        raise ConfigError(f"a 2D head needs 2D heatmaps: data.heatmap_depth=null, not {grid.depth_bins}")
 
 
 def check_fits(module, path, shapes: Mapping[str, tuple], shape: Mapping | None, datamodule) -> None:
@@ -86,8 +87,12 @@ def check_fits(module, path, shapes: Mapping[str, tuple], shape: Mapping | None,
 
     Says which way it does not: another keypoint count or input channels than the data, or another model.
     """
-    for key, what in (("num_joints", "keypoints"), ("in_channels", "input channels")):
-        have, want = (shape or {}).get(key), getattr(datamodule, key)
+    desc = datamodule.description
+    for key, what, want in (
+        ("num_joints", "keypoints", desc.num_keypoints),
+        ("in_channels", "input channels", desc.in_channels),
+    ):
+        have = (shape or {}).get(key)
         if have is not None and have != want:
             raise ConfigError(f"{path}: checkpoint has {have} {what}, data has {want}")
     own = {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.startswith("scorers.")}

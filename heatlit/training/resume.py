@@ -22,11 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from heatlit.models.checkpoint import load_checkpoint
+from heatlit.results import FILE_NAME
 from heatlit.training.checks import ConfigError
 from heatlit.training.job import hydra_groups, is_multirun, is_rank_zero
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY
 
-RESULTS = "results.json"
 # Keys that describe how this command runs, not the experiment: they follow the command line.
 INVOCATION_KEYS = (
     "ckpt_path",
@@ -94,7 +94,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         ckpt = out / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
             if is_multirun():  # a job of a pinned sweep that never finished an epoch
-                if (out / RESULTS).is_file():
+                if (out / FILE_NAME).is_file():
                     return RunPlan(out, cfg, finished=True)
                 _refuse_taken(out)
                 return RunPlan(out, cfg, notes=[f"no checkpoint in {out} yet: this job starts fresh"])
@@ -106,6 +106,14 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     else:
         ckpt = _named_checkpoint(Path(str(target)))
     return _plan_resume(cfg, ckpt)
+
+
+def run_folder(cfg: DictConfig) -> Path:
+    """The folder a training command works in: ``output_dir``, or the named run's when it resumes one."""
+    target = cfg.get("ckpt_path")
+    if target in (None, "", "null", "last"):
+        return Path(cfg.output_dir)
+    return _named_checkpoint(Path(str(target))).parent.parent
 
 
 def _named_checkpoint(path: Path) -> Path:
@@ -154,7 +162,7 @@ def _plan_resume(cfg: DictConfig, ckpt: Path) -> RunPlan:
         raise ConfigError(
             f"resuming {run_dir}: trainer.max_epochs={max_epochs} but {ckpt.name} has {epochs} epochs"
         )
-    finished = (run_dir / RESULTS).is_file() and (max_epochs is None or max_epochs <= epochs)
+    finished = (run_dir / FILE_NAME).is_file() and (max_epochs is None or max_epochs <= epochs)
     plan = RunPlan(
         run_dir,
         config,
@@ -170,7 +178,7 @@ def _plan_resume(cfg: DictConfig, ckpt: Path) -> RunPlan:
         if is_multirun() and cfg.get("ckpt_path") == "last":
             return RunPlan(run_dir, config, finished=True)
         raise ConfigError(
-            f"{run_dir} already finished ({RESULTS} written, {epochs} epochs); to train it further raise "
+            f"{run_dir} already finished ({FILE_NAME} written, {epochs} epochs); to train it further raise "
             f"trainer.max_epochs above {epochs} with resume_extend=true"
         )
     return plan
@@ -276,7 +284,7 @@ def _refuse_taken(out: Path) -> None:
         return
     held = [
         p.relative_to(out).as_posix()
-        for p in (out / RESULTS, *sorted(out.glob("checkpoints/*.ckpt")))
+        for p in (out / FILE_NAME, *sorted(out.glob("checkpoints/*.ckpt")))
         if p.is_file()
     ]
     if held:

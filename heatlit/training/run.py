@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -19,7 +18,8 @@ from omegaconf.errors import MissingMandatoryValue
 
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
-from heatlit.training.artifacts import ordered_metrics, qualitative_figure, results_table, write_results
+from heatlit.results import FILE_NAME, decoder_table, ordered_metrics, read_results, write_results
+from heatlit.training.artifacts import qualitative_figure
 from heatlit.training.checks import ConfigError, check_config, check_decoders, check_fits, check_model_data
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.job import (
@@ -31,7 +31,7 @@ from heatlit.training.job import (
     settle_job_dir,
 )
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
-from heatlit.training.resume import RESULTS, RunPlan, plan_run, wandb_run_id
+from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def build_datamodule(cfg: DictConfig):
         raise
     # Building a split's source runs the data's own checks (files, 3D joints) before any training.
     try:
-        _ = datamodule.num_joints
+        _ = datamodule.description
     except DataError:
         raise
     except ValueError as err:
@@ -96,27 +96,23 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
     from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
 
+    desc, grid = datamodule.description, datamodule.grid
     try:
-        model = instantiate(cfg.model, num_joints=datamodule.num_joints, in_channels=datamodule.in_channels)
+        model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
     except InstantiationException as err:
         # bad options, an unreadable or unsafe pretrained file
         if isinstance(err.__cause__, ValueError | FileNotFoundError):
             raise ConfigError(f"model={choices(cfg).get('model', '?')}: {err.__cause__}") from err
         raise
-    check_model_data(model, datamodule)
+    check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
-    kind = datamodule.metric_kind
-    make_metrics = functools.partial(
-        build_metrics, "pck" if kind == "coco" else "pckh", num_joints=datamodule.num_joints
-    )
-    make_3d = functools.partial(MPJPE, root_index=0) if model.head_dim == 3 else None
+    make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
+    make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
-    if kind == "coco":  # each stage scores against its own split's annotation file
+    if desc.oks_sigmas is not None:  # each stage scores against its own split's annotation file
 
         def make_coco(stage: str) -> CocoOksAP:
-            return CocoOksAP(
-                ann_file=getattr(datamodule.source(stage), "ann_file", None) or datamodule.coco_ann_file
-            )
+            return CocoOksAP(ann_file=datamodule.source(stage).ann_file, sigmas=desc.oks_sigmas)
 
     return HeatmapModule(
         model=model,
@@ -127,16 +123,16 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         make_coco=make_coco,
         optimizer=instantiate(cfg.optim.optimizer),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        grid=grid,
+        description=desc,
         flip_test=cfg.flip_test,
-        flip_pairs=datamodule.flip_pairs,
-        depth_range_mm=getattr(datamodule, "depth_range_mm", 2000.0),
         qualitative=cfg.qualitative,
     )
 
 
 def monitor_key(cfg: DictConfig, datamodule) -> str:
-    metric = cfg.monitor.metric or ("ap" if datamodule.metric_kind == "coco" else "pckh@0.1")
-    return f"val/{cfg.monitor.decoder}/{metric}"
+    """``val/<decoder>/<metric>``: ``monitor.metric``, else the metric the data's description names."""
+    return f"val/{cfg.monitor.decoder}/{cfg.monitor.metric or datamodule.description.monitor}"
 
 
 def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
@@ -187,15 +183,24 @@ def report(
     if not trainer.is_global_zero:
         return results
     if "test" in results:
-        Console().print(results_table(results["test"], "test"))
+        Console().print(decoder_table(results["test"], "test"))
         metrics = ordered_metrics({m for v in results["test"].values() for m in v})
         rows = [[dec, *(values.get(m) for m in metrics)] for dec, values in results["test"].items()]
         for lg in wandb_loggers(trainer):
             lg.log_table(key="test/decoders", columns=["decoder", *metrics], data=rows)
-    path = write_results(out / RESULTS, picked, results, extra)
+    path = write_results(
+        out / FILE_NAME,
+        picked,
+        results,
+        extra,
+        grid=module.grid.describe(),
+        dataset=module.description.to_dict(),
+    )
     log.info("results written to %s", path)
     if module.samples:
-        fig = qualitative_figure(module.samples, cfg.monitor.decoder, out / "qualitative.png")
+        fig = qualitative_figure(
+            module.samples, cfg.monitor.decoder, out / "qualitative.png", module.description.skeleton
+        )
         for lg in wandb_loggers(trainer):
             import wandb
 
@@ -208,11 +213,12 @@ def report(
 
 def run_record(cfg: DictConfig, picked: dict, groups: dict, datamodule) -> dict:
     """What every checkpoint of the run carries beside the weights (plain containers only)."""
+    desc = datamodule.description
     return {
         CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True),
         CHOICES_KEY: picked,
         GROUPS_KEY: groups,
-        SHAPE_KEY: {"num_joints": datamodule.num_joints, "in_channels": datamodule.in_channels},
+        SHAPE_KEY: {"num_joints": desc.num_keypoints, "in_channels": desc.in_channels},
     }
 
 
@@ -230,8 +236,8 @@ def train(cfg: DictConfig) -> dict:
         raise
     settle_job_dir(plan.run_dir, new_run=plan.ckpt is None)
     if plan.finished:
-        log.info("%s already finished (%s): kept as it is", plan.run_dir, RESULTS)
-        return json.loads((plan.run_dir / RESULTS).read_text()).get("results", {})
+        log.info("%s already finished (%s): kept as it is", plan.run_dir, FILE_NAME)
+        return read_results(plan.run_dir / FILE_NAME).results
     cfg = plan.config
     check_config(cfg)
     if is_rank_zero():
