@@ -467,3 +467,11 @@ def test_report_section_tables_and_variant_differences(tmp_path: Path):
         in text
     )
     assert "## Multi-person peaks (test)" in written["report.md"].read_text()
+
+
+def test_crowd_config_key_ignores_int_or_float_spelling():
+    # a YAML "50" and the default 50.0 are one setting: one cache, not two
+    assert CrowdConfig(min_gap_mm=50, fps=30, guest_depth_mm=[1800, 6500]).hash() == CrowdConfig().hash()
+    assert CrowdConfig(min_gap_mm=60).hash() != CrowdConfig().hash()
+    with pytest.raises(ValueError, match="max_people"):
+        CrowdConfig(min_people=3, max_people=2)

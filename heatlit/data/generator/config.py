@@ -72,6 +72,10 @@ class SynthConfig:
             raise ValueError(f"need at least 2 subjects (train + held out), got {self.subjects}")
         if min(self.train_frames, self.val_frames, self.test_frames) < 0:
             raise ValueError("frame counts must be >= 0")
+        # 50 and 50.0 are one setting: the cache key must not tell them apart (a YAML int vs a default)
+        for f in dataclasses.fields(self):
+            if f.type == "float":
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
         object.__setattr__(self, "cam_radius_mm", tuple(float(v) for v in self.cam_radius_mm))
         object.__setattr__(self, "cam_height_mm", tuple(float(v) for v in self.cam_height_mm))
 
