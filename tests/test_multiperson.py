@@ -475,3 +475,12 @@ def test_crowd_config_key_ignores_int_or_float_spelling():
     assert CrowdConfig(min_gap_mm=60).hash() != CrowdConfig().hash()
     with pytest.raises(ValueError, match="max_people"):
         CrowdConfig(min_people=3, max_people=2)
+
+
+def test_multi_person_data_refuses_coordinate_losses():
+    from heatlit.training.checks import ConfigError, check_bottom_up_loss
+    from heatlit.training.losses import HeatmapLoss
+
+    check_bottom_up_loss(HeatmapLoss(), "synth_multi")  # heatmap MSE: fine
+    with pytest.raises(ConfigError, match="use loss=mse.*integral"):
+        check_bottom_up_loss(HeatmapLoss(mse_weight=1.0, integral_weight=1.0), "synth_multi")

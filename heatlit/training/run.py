@@ -20,7 +20,14 @@ from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
 from heatlit.results import FILE_NAME, decoder_table, ordered_metrics, read_results, write_results
 from heatlit.training.artifacts import qualitative_figure
-from heatlit.training.checks import ConfigError, check_config, check_decoders, check_fits, check_model_data
+from heatlit.training.checks import (
+    ConfigError,
+    check_bottom_up_loss,
+    check_config,
+    check_decoders,
+    check_fits,
+    check_model_data,
+)
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.job import (
     discard_invocation,
@@ -106,8 +113,10 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         raise
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
+    loss = instantiate(cfg.loss)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
     if desc.multi_person:  # candidate peaks against every person (thresholds in input px)
+        check_bottom_up_loss(loss, desc.name)
         make_metrics = functools.partial(PeakDetection, **(cfg.get("peaks") or {}))
     make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
@@ -118,7 +127,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
 
     return HeatmapModule(
         model=model,
-        loss=instantiate(cfg.loss),
+        loss=loss,
         decoders=decoders,
         make_metrics=make_metrics,
         make_3d=make_3d,
