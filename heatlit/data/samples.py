@@ -49,10 +49,9 @@ def _check_raw(raw: Mapping[str, Any], index: int, num_joints: int, in_channels:
         expected["joints3d"] = (num_joints, 3)
     if raw.get("cam_K") is not None:
         expected["cam_K"] = (3, 3)
-    people = np.shape(raw.get("people_keypoints"))
-    if raw.get("people_keypoints") is not None:
-        expected["people_keypoints"] = (people[0] if people else -1, num_joints, 2)
-        expected["people_visible"] = expected["people_keypoints"][:2]
+    if raw.get("people_keypoints") is not None:  # multi-person sources: M people, any M
+        m = (np.shape(raw["people_keypoints"]) or (-1,))[0]
+        expected["people_keypoints"], expected["people_visible"] = (m, num_joints, 2), (m, num_joints)
     for key, shape in expected.items():
         got = np.shape(raw.get(key))
         if got != shape:
@@ -195,7 +194,6 @@ class HeatmapCollate:
         encoder: ``encoder(keypoints[B, K, n], visible[B, K], heatmap_size) -> (heatmaps, weights)``.
         grid: the :class:`~heatlit.codecs.grid.HeatmapGrid` (heatmap size, stride, depth bins).
         root: index of the root joint, the origin of the depth bins (3D grids).
-
         multi_person: bottom-up targets: the samples carry ``people_keypoints`` / ``people_visible``, every
             person goes into the heatmaps (:func:`heatlit.codecs.bottomup.bottom_up_heatmaps`, people
             combined by their maximum, every channel weighted 1), and the batch gains ``people_keypoints
