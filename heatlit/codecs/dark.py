@@ -197,13 +197,12 @@ def fit_log_quadratic(values: Tensor, inside: Tensor, n: int, radius: int) -> tu
     """
     a, q_rows, to_hessian = _quadratic_design(n, radius, values.device)
     q = a.shape[1]
-    v = values.double()
-    use = inside & (v > 0)
-    v = torch.where(use, v, 0)
+    v = (values * inside).clamp(min=0)  # off the frame or not positive: weight 0
+    logv = torch.log(v + (v == 0)).double()  # log 1 = 0 where the weight is 0 anyway
+    v = v.double()
     w = (v / v.amax(-1, keepdim=True).clamp(min=1e-300)).square()  # scale-free: conditions the solve
-    rhs = (w * torch.log(torch.where(use, v, 1.0))) @ a
-    coef, info = torch.linalg.solve_ex((w @ q_rows).reshape(-1, q, q), rhs)
-    ok = (info == 0) & (use.sum(-1) >= q) & torch.isfinite(coef).all(-1)
+    coef, info = torch.linalg.solve_ex((w @ q_rows).reshape(-1, q, q), (w * logv) @ a)
+    ok = (info == 0) & (w.sign().sum(-1) >= q)  # at least q pixels with weight (float counts are fast)
     coef = torch.where(ok[:, None], coef, 0)
     return coef[:, 1 : 1 + n].to(values.dtype), (coef @ to_hessian).reshape(-1, n, n).to(values.dtype)
 
