@@ -32,9 +32,10 @@ test-all: $(STAMP)  ## run every test, the slow ones too
 bench: $(STAMP)  ## codec benchmarks (speed vs loop baselines, accuracy vs Cramer-Rao)
 	$(PY) -m heatlit.bench codecs
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff (lint and format) and the import-layer contract
 	$(PY) -m ruff check heatlit tests
 	$(PY) -m ruff format --check heatlit tests
+	$(VENV)/bin/lint-imports --no-cache
 
 sweep: $(STAMP)  ## CPU table2 sweep, then its report
 	$(PY) -m heatlit.sweep table2_cpu $(ARGS)

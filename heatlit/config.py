@@ -68,15 +68,16 @@ def check_decoders(decoders: Mapping, head_dim: int) -> None:
             )
 
 
-def check_model_data(model, datamodule) -> None:
-    """The model's output grid must be the data's heatmap grid."""
-    if model.stride != datamodule.stride:
-        raise ConfigError(f"model stride {model.stride} != data stride {datamodule.stride}")
-    size = tuple(datamodule.heatmap_size)
-    if model.head_dim == 3 and (len(size) != 3 or size[0] != model.depth_bins):
+def check_model_data(model, grid) -> None:
+    """The model's output grid must be the data's heatmap grid (a :class:`heatlit.codecs.HeatmapGrid`)."""
+    if model.stride != grid.stride:
+        raise ConfigError(f"model stride {model.stride} != data stride {grid.stride}")
+    if model.head_dim == 3 and grid.depth_bins != model.depth_bins:
         raise ConfigError(
             f"3D head with {model.depth_bins} depth bins needs data.heatmap_depth={model.depth_bins}"
         )
+    if model.head_dim == 2 and grid.dims != 2:
+        raise ConfigError(f"a 2D head needs 2D heatmaps: data.heatmap_depth=null, not {grid.depth_bins}")
 
 
 def resolve_ckpt(ckpt_path: str | None, search_root: Path) -> str | None:

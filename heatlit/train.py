@@ -8,18 +8,20 @@ Examples:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+from heatlit.results import FILE_NAME, read_results
 from heatlit.training.run import main_guard, train
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    results = main_guard(train, cfg)
-    # Returned for Hydra sweepers that optimise a metric.
-    values = results.get("test", {}).get(cfg.monitor.decoder, {})
-    return values.get(cfg.monitor.metric) if cfg.monitor.metric else values.get("pckh@0.1", values.get("ap"))
+    main_guard(train, cfg)
+    # Returned for Hydra sweepers that optimise a metric: the monitored one, on the test split.
+    return read_results(Path(cfg.output_dir) / FILE_NAME).monitored("test")
 
 
 if __name__ == "__main__":

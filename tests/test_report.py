@@ -10,10 +10,13 @@ import sys
 import pytest
 import yaml
 
+from heatlit.codecs import HeatmapGrid
+from heatlit.data.synth import SynthSource
 from heatlit.report import collect, effect_table, results_table, varying_axes, write_report
 from heatlit.report.build import Sweep, write_tables
 from heatlit.report.cli import main
 from heatlit.report.collect import unique_jobs
+from heatlit.results import write_results
 
 DECODERS = ("argmax", "standard", "dark", "com", "soft_argmax")
 MODELS = ("hourglass_tiny", "hrnet_tiny")
@@ -68,20 +71,14 @@ def write_job(
     if raw is not None:
         (job / "results.json").write_text(raw)
     elif test is not None:
-        payload = {
-            "choices": {
-                "loss": "mse",
-                "data": "synth",
-                "sigma": 2.0,
-                "stride": 4,
-                "seed": 1314,
-                **(choices or {}),
-            },
-            "results": {"val": test, "test": test},
-            "wall_time_s": wall,
-            "device": device,
-        }
-        (job / "results.json").write_text(json.dumps(payload))
+        write_results(
+            job / "results.json",
+            {"loss": "mse", "data": "synth", "sigma": 2.0, "stride": 4, "seed": 1314, **(choices or {})},
+            {"val": test, "test": test},
+            {"wall_time_s": wall, "device": device},
+            grid=HeatmapGrid((80, 160), (choices or {}).get("stride", 4)).describe(),
+            dataset=SynthSource.description.to_dict(),
+        )
     if qualitative:
         write_png(job / "qualitative.png")
     return job
@@ -201,6 +198,9 @@ def test_report_md_and_pngs(table2_report):
     assert "- jobs: 4 finished, 0 failed" in report
     assert "- total wall time: 10 min 06 s" in report  # 150 + 151 + 152 + 153 s
     assert "- device: cpu" in report
+    # what the jobs' results.json say about their data and heatmaps
+    assert "- data: synth: 18 keypoints, pckh normalised by the head segment (neck to head top), px" in report
+    assert "- heatmaps: 20x40 at stride 4 from 80x160 inputs" in report
     assert "model=hourglass_tiny,hrnet_tiny encoding=quant,unquant" in report
     assert "| hrnet_tiny | unquant | dark | **66.50** |" in report
     assert "## Encoding effect: unquant − quant" in report
@@ -346,3 +346,20 @@ def test_python_m_entry_point(tmp_path, monkeypatch):
     assert exit_info.value.code == 0
     assert (tmp_path / "out" / "report.md").is_file()
     assert "- split: `val`" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_version_1_results_still_read(tmp_path):
+    """Files written before results.json had a version (no grid, no dataset) are reported as before."""
+    root = table2_sweep(tmp_path / "mr")
+    for path in root.glob("*/results.json"):
+        payload = json.loads(path.read_text())
+        for key in ("version", "grid", "dataset"):
+            del payload[key]
+        path.write_text(json.dumps(payload))
+    rows, failed = collect(root)
+    assert len(rows) == 20 and not failed and rows[0].job.grid is None
+    report = write_report(root)["report.md"].read_text()
+    assert "| hrnet_tiny | unquant | dark | **66.50** |" in report and "- heatmaps:" not in report
+    path = root / "0_hourglass_tiny_quant_mse" / "results.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "version": 99}))
+    assert "version 99" in collect(root)[1][0].status

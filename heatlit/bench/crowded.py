@@ -14,6 +14,7 @@ import torch
 from heatlit.bench.data import crowded_maps
 from heatlit.bench.settings import BenchConfig
 from heatlit.codecs import multipeak_decode
+from heatlit.codecs.blur import opencv_sigma
 
 Tensor = torch.Tensor
 
@@ -25,7 +26,7 @@ THRESHOLD = 0.2  # on the map as it is; "map" modulation scales it by the modula
 def variants(cfg: BenchConfig) -> dict[str, dict]:
     """Name -> multipeak options. A sigma-s peak blurred at sigma b keeps s^2 / (s^2 + b^2) of its height
     (2D), so the whole-map modulation gets its threshold scaled by that to find the same peaks."""
-    blur = 0.3 * ((cfg.kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for the kernel, as DARK's
+    blur = opencv_sigma(cfg.kernel)  # DARK's modulation sigma for the kernel
     scaled = THRESHOLD * cfg.sigma**2 / (cfg.sigma**2 + blur**2)
     out = {}
     for nms in (5, 3):

@@ -54,6 +54,7 @@ from heatlit.codecs.decoders import (
     standard_top2_decode,
 )
 from heatlit.codecs.encoders import GaussianEncoder, gaussian_heatmaps
+from heatlit.codecs.grid import HeatmapGrid
 from heatlit.codecs.multipeak import MultiPeakDecoder, multipeak_decode
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "CentreOfMassDecoder",
     "DarkDecoder",
     "GaussianEncoder",
+    "HeatmapGrid",
     "MedianOfMassDecoder",
     "MultiPeakDecoder",
     "SoftArgmaxDecoder",
@@ -80,4 +82,36 @@ __all__ = [
     "strongest_peak",
     "to_heatmap",
     "to_input",
+]
+
+# The other coordinate representations (issue 17). Imported last: they build on the heatmap codecs above.
+from heatlit.codecs.mspn import MegviiCodec, MegviiDecoder, megvii_decode, megvii_heatmaps  # noqa: E402
+from heatlit.codecs.simcc import SimCCCodec, SimCCDecoder, simcc_bins, simcc_decode, simcc_labels  # noqa: E402
+from heatlit.codecs.udp import (  # noqa: E402
+    UDPOffsetCodec,
+    UDPOffsetDecoder,
+    udp_offset_decode,
+    udp_offset_maps,
+    udp_radius,
+    udp_to_heatmap,
+    udp_to_input,
+)
+
+__all__ += [
+    "MegviiCodec",
+    "MegviiDecoder",
+    "SimCCCodec",
+    "SimCCDecoder",
+    "UDPOffsetCodec",
+    "UDPOffsetDecoder",
+    "megvii_decode",
+    "megvii_heatmaps",
+    "simcc_bins",
+    "simcc_decode",
+    "simcc_labels",
+    "udp_offset_decode",
+    "udp_offset_maps",
+    "udp_radius",
+    "udp_to_heatmap",
+    "udp_to_input",
 ]

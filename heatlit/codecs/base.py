@@ -130,13 +130,6 @@ def axis_steps(spatial: tuple[int, ...]) -> list[int]:
     return steps
 
 
-def check_kernel(kernel: int, name: str = "kernel") -> int:
-    """An odd positive window width, as an int; anything else is a ValueError."""
-    if int(kernel) != kernel or kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"{name} must be a positive odd integer, got {kernel}")
-    return int(kernel)
-
-
 def strongest_peak(coords: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     """Any decoder's output -> its single-peak answer ``(coords [B, K, n], scores [B, K])``.
 

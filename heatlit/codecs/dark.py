@@ -32,15 +32,11 @@ import math
 import torch
 
 import heatlit.codecs.base as base
-from heatlit.codecs.base import Decoder, check_kernel, find_peaks, finish
+from heatlit.codecs.base import Decoder, find_peaks, finish
+from heatlit.codecs.blur import check_kernel, gaussian_kernel1d, opencv_sigma
 from heatlit.codecs.patches import inside_frame, patch_offsets, patch_values, window_values
 
 Tensor = torch.Tensor
-
-
-def opencv_sigma(kernel: int) -> float:
-    """OpenCV's blur sigma for a given width when sigma=0 is passed, which the reference code relies on."""
-    return 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
 
 
 def modulation_for_sigma(sigma: float) -> tuple[int, float]:
@@ -55,19 +51,12 @@ def modulation_for_sigma(sigma: float) -> tuple[int, float]:
     return 2 * math.ceil(2.5 * sigma) + 1, float(sigma)
 
 
-def _gaussian_kernel1d(size: int, sigma: float | None, device, dtype) -> Tensor:
-    sigma = opencv_sigma(size) if sigma is None else sigma
-    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
-    k = torch.exp(-(x * x) / (2 * sigma * sigma))
-    return k / k.sum()
-
-
 @functools.lru_cache(maxsize=64)
 def _blur_band(
     kernel: int, sigma: float | None, side: int, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
     """``[side - kernel + 1, side]`` matrix whose rows are the shifted 1D Gaussian kernel."""
-    k1 = _gaussian_kernel1d(kernel, sigma, device, dtype)
+    k1 = gaussian_kernel1d(kernel, sigma, dtype).to(device)
     band = torch.zeros(side - kernel + 1, side, dtype=dtype, device=device)
     for i in range(side - kernel + 1):
         band[i, i : i + kernel] = k1
@@ -90,29 +79,6 @@ def _blur_patches(patches: Tensor, kernel: int, sigma: float | None) -> Tensor:
         return x.transpose(1, 2)  # [M, y_out, x_out]
     x = patches
     for axis in range(n):
-        x = torch.movedim(torch.movedim(x, -1 - axis, -1) @ band.T, -1, -1 - axis)
-    return x
-
-
-@functools.lru_cache(maxsize=32)
-def _same_band(
-    kernel: int, sigma: float | None, size: int, dtype: torch.dtype, device: torch.device
-) -> Tensor:
-    """``[size, size]`` matrix of a 'same' Gaussian blur with zero padding: row i is the kernel centred on i."""
-    r = (kernel - 1) // 2
-    return _blur_band(kernel, sigma, size + 2 * r, dtype, device)[:, r : r + size]
-
-
-def modulate(maps: Tensor, kernel: int = 11, blur_sigma: float | None = None) -> Tensor:
-    """DARK's modulation of whole maps: separable Gaussian blur, zero outside the frame (as the reference's
-    ``cv2.GaussianBlur`` on a zero-bordered copy, without its rescaling). ``[B, K, *S] -> [B, K, *S]``.
-
-    Used by the multi-peak decoder's blur-before-NMS option; single peaks are modulated patch by patch.
-    """
-    n = maps.dim() - 2
-    x = maps
-    for axis in range(n):
-        band = _same_band(kernel, blur_sigma, x.shape[-1 - axis], maps.dtype, maps.device)
         x = torch.movedim(torch.movedim(x, -1 - axis, -1) @ band.T, -1, -1 - axis)
     return x
 

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 import heatlit.codecs.base as base
-from heatlit.codecs.base import Decoder, axis_steps, check_kernel, prepare_heatmaps
+from heatlit.codecs.base import Decoder, axis_steps, prepare_heatmaps
+from heatlit.codecs.blur import check_kernel, separable_blur
 from heatlit.codecs.coords import clamp_to_frame, frame_centre, ravel, unravel
-from heatlit.codecs.dark import dark_refine, modulate
+from heatlit.codecs.dark import dark_refine
 
 Tensor = torch.Tensor
 
@@ -246,7 +247,7 @@ def multipeak_decode(
         modulation: where DARK's Gaussian modulation (width ``kernel``) applies. ``"none"``: nowhere, peaks
             are found and refined on the map as it is. ``"peaks"``: around each peak for its refinement
             only, as single-peak DARK does. ``"map"``: the blog seed's order, the whole map is modulated
-            first (:func:`heatlit.codecs.dark.modulate`, zero outside the frame) and the peaks are found,
+            first (:func:`heatlit.codecs.blur.separable_blur`, zero outside the frame, as DARK's reference) and the peaks are found,
             scored, thresholded and refined on it; peak values drop (a sigma-2 target blurred at sigma 2
             peaks at 0.5), and the threshold applies to the modulated values.
         kernel: odd modulation width (the reference's 11).
@@ -265,7 +266,7 @@ def multipeak_decode(
     if h.numel() == 0:
         return h.new_zeros(b, k, max_peaks, n), h.new_zeros(b, k, max_peaks)
     if modulation == "map":
-        h = modulate(h, kernel)
+        h = separable_blur(h, n, kernel, border="zeros")
     values, index = _fast_candidates(h, max_peaks, nms_kernel)
     no_peak = h.flatten(2).amin(-1) == values[..., 0]  # slot 0 is the map's maximum: a flat map
     redo = _has_ties(values, threshold) & ~no_peak  # a flat map's answer needs no peak

@@ -141,14 +141,6 @@ def in_frame(points: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return inside
 
 
-def flip_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
-    """``[K]`` index array ``p`` with ``flipped[i] = original[p[i]]``: left and right swap labels."""
-    perm = np.arange(num_joints)
-    for left, right in flip_pairs:
-        perm[left], perm[right] = right, left
-    return perm
-
-
 # -------------------------------------------------------------------------------------- photometry
 def shift_depth(image: np.ndarray, offset_m: float) -> np.ndarray:
     """Add ``offset_m`` metres to the valid (non-zero) pixels of a depth image ``[H, W, 1]``.

@@ -111,6 +111,32 @@ def failed_markdown(sweep: Sweep) -> str:
     return "\n".join(lines) + "\n"
 
 
+def distinct(texts) -> list[str]:
+    """Each text once, in order, without the Nones."""
+    return [t for t in dict.fromkeys(texts) if t]
+
+
+def describe_data(dataset) -> str | None:
+    """``synth: 18 keypoints, pckh normalised by the head segment (neck to head top), px``."""
+    if not dataset:
+        return None
+    scored = f"{dataset.get('pck')} normalised by the {dataset.get('norm')}"
+    if dataset.get("oks_sigmas"):
+        scored += ", COCO OKS AP"
+    return f"{dataset.get('name')}: {len(dataset.get('keypoints') or [])} keypoints, {scored}"
+
+
+def describe_grid(grid) -> str | None:
+    """``20x40 at stride 4 from 80x160 inputs`` (``8x20x40 ...`` with depth bins), ``h x w`` order."""
+    if not grid:
+        return None
+    size = "x".join(str(v) for v in grid.get("heatmap_size") or [])
+    text = f"{size} at stride {grid.get('stride')} from {'x'.join(str(v) for v in grid.get('input_size') or [])} inputs"
+    if grid.get("depth_bins"):
+        text += f", {grid['depth_bins']} depth bins over {grid.get('depth_range_mm'):g} mm"
+    return text
+
+
 def header_markdown(sweep: Sweep) -> str:
     """Title and the sweep's vital statistics: jobs, wall time, device, the command-line grid."""
     info = read_sweep(sweep.root)
@@ -124,6 +150,8 @@ def header_markdown(sweep: Sweep) -> str:
         f"- device: {sweep.devices()}",
         f"- axes: {', '.join(sweep.axes)}; decoders: {', '.join(dict.fromkeys(r.decoder for r in sweep.rows))}",
     ]
+    lines += [f"- data: {text}" for text in distinct(describe_data(j.dataset) for j in sweep.jobs)]
+    lines += [f"- heatmaps: {text}" for text in distinct(describe_grid(j.grid) for j in sweep.jobs)]
     if info.get("overrides"):
         lines.append(f"- sweep overrides: `{' '.join(info['overrides'])}`")
     if info.get("params"):

@@ -6,7 +6,6 @@ and has the requested split. Everything else is a :class:`FailedJob`, reported a
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from heatlit.results import FILE_NAME, ResultsError, RunResults, read_results
 
 # Axes always shown, in this order, whether or not they vary: they are what Table 2 is about.
 FIXED_AXES = ("model", "encoding")
@@ -37,6 +38,8 @@ class Job:
     wall_time_s: float | None = None
     device: str | None = None
     qualitative: Path | None = None
+    grid: Mapping[str, Any] | None = None  # results.json's grid and dataset (None: written before version 2)
+    dataset: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,40 +123,33 @@ def number(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def read_results(job_dir: Path, split: str) -> tuple[dict | None, str]:
+def read_job_results(job_dir: Path, split: str) -> tuple[RunResults | None, str]:
     """The parsed ``results.json`` and ``"ok"``, or None and why the job counts as failed."""
-    path = job_dir / "results.json"
-    if not path.is_file():
-        return None, "failed: no results.json"
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"unreadable results.json: {exc}"
-    if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
-        return None, "unreadable results.json: no 'results' mapping"
-    stages = payload["results"]
-    if not isinstance(stages.get(split), dict) or not stages[split]:
-        return None, f"no '{split}' results in results.json (has: {', '.join(stages) or 'none'})"
-    if not all(isinstance(v, dict) for v in stages[split].values()):
-        return None, f"unreadable results.json: results.{split} is not decoder -> metrics"
-    return payload, "ok"
+        run = read_results(job_dir / FILE_NAME)
+        run.stage(split)
+    except ResultsError as exc:
+        status = str(exc)
+        return None, f"failed: {status}" if status == f"no {FILE_NAME}" else status
+    return run, "ok"
 
 
-def make_job(job_dir: Path, overrides: tuple[str, ...], payload: Mapping) -> Job:
+def make_job(job_dir: Path, overrides: tuple[str, ...], run: RunResults) -> Job:
     """A :class:`Job` from its directory, overrides and parsed results.json."""
-    choices = payload.get("choices") if isinstance(payload.get("choices"), dict) else {}
-    settings = dict(choices)
+    settings = dict(run.choices)
     for key, value in parse_overrides(overrides).items():
         settings.setdefault(key, value)  # choices are typed (stride 4, not "4"); prefer them
     qualitative = job_dir / "qualitative.png"
-    device = payload.get("device")
+    device = run.facts.get("device")
     return Job(
         path=job_dir,
         overrides=overrides,
         settings=settings,
-        wall_time_s=number(payload.get("wall_time_s")),
+        wall_time_s=number(run.facts.get("wall_time_s")),
         device=str(device) if device is not None else None,
         qualitative=qualitative if qualitative.is_file() else None,
+        grid=run.grid,
+        dataset=run.dataset,
     )
 
 
@@ -186,11 +182,11 @@ def collect(multirun_dir: str | Path, split: str = "test") -> tuple[list[Row], l
     failed: list[FailedJob] = []
     for job_dir in find_job_dirs(root):
         overrides = read_overrides(job_dir)
-        payload, status = read_results(job_dir, split)
-        if payload is None:
+        run, status = read_job_results(job_dir, split)
+        if run is None:
             failed.append(FailedJob(job_dir, overrides, status))
             continue
-        rows.extend(job_rows(make_job(job_dir, overrides, payload), payload["results"][split]))
+        rows.extend(job_rows(make_job(job_dir, overrides, run), run.stage(split)))
     return rows, failed
 
 

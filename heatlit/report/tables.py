@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heatlit.report.collect import Row, natural_key
-from heatlit.training.artifacts import ordered_metrics
+from heatlit.results import ordered_metrics
 
 # Table 2 of the reproduction: these columns, when present, in METRIC_ORDER.
 TABLE_METRICS = frozenset({"pckh@0.1", "pckh@0.5", "rmse", "mpjpe", "ap"})

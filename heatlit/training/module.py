@@ -10,7 +10,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from heatlit.data.transforms import flip_permutation
+from heatlit.codecs.grid import HeatmapGrid
+from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
 from heatlit.training.scoring import DecoderScorer
 
@@ -20,7 +21,7 @@ CONFIG_KEY = "heatlit_config"  # the composed run config, stored in every checkp
 CHOICES_KEY = "heatlit_choices"  # which option of each config group the run used
 
 
-def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tensor:
+def flip_heatmaps(heatmaps: Tensor, flip_index: Sequence[int]) -> Tensor:
     """Mirror heatmaps horizontally and swap left/right channels.
 
     With aligned pixel extents (see :func:`heatlit.codecs.coords.to_heatmap`) a flip is ``x -> W-1-x``
@@ -28,12 +29,11 @@ def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tens
     mapping is ``x / stride``).
 
     Args:
-        heatmaps: ``[B, K, ..., W]``; flip_pairs: (left, right) channel indices.
+        heatmaps: ``[B, K, ..., W]``.
+        flip_index: ``[K]`` channel permutation (:attr:`DatasetDescription.flip_index`).
     """
     flipped = torch.flip(heatmaps, dims=[-1])
-    if flip_pairs:
-        flipped = flipped[:, torch.from_numpy(flip_permutation(heatmaps.shape[1], flip_pairs))]
-    return flipped
+    return flipped[:, torch.as_tensor(flip_index, dtype=torch.long, device=heatmaps.device)]
 
 
 class HeatmapModule(L.LightningModule):
@@ -47,8 +47,9 @@ class HeatmapModule(L.LightningModule):
             OKS AP metric (each split has its own annotation file).
         optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
+        grid: the heatmap grid the model predicts on (the data module's).
+        description: the data's :class:`DatasetDescription` (flip test, qualitative figure, results.json).
         flip_test: average each prediction with the prediction on the mirrored input.
-        flip_pairs: (left, right) joint indices for the flip test.
         qualitative: how many test samples to keep for the qualitative figure.
     """
 
@@ -59,31 +60,28 @@ class HeatmapModule(L.LightningModule):
         decoders: Mapping[str, Callable],
         make_metrics: Callable,
         optimizer: Callable,
+        grid: HeatmapGrid,
+        description: DatasetDescription,
         scheduler: Callable | None = None,
         flip_test: bool = True,
-        flip_pairs: Sequence[Sequence[int]] = (),
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
-        depth_range_mm: float = 2000.0,
         qualitative: int = 8,
     ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.grid, self.description = grid, description
         self.flip_test = bool(flip_test)
-        self.flip_pairs = [tuple(p) for p in flip_pairs]
-        stride, depth_bins = model.stride, getattr(model, "depth_bins", None) if model.head_dim == 3 else None
         self.scorers = nn.ModuleDict(
             {
                 stage: DecoderScorer(
                     decoders,
                     make_metrics,
-                    stride,
+                    grid,
                     make_3d,
                     functools.partial(make_coco, stage) if make_coco else None,
-                    depth_bins,
-                    depth_range_mm,
                 )
                 for stage in ("val", "test")
             }
@@ -107,7 +105,7 @@ class HeatmapModule(L.LightningModule):
         heatmaps = self.model(image)[-1]
         if self.flip_test:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.flip_pairs))
+            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.description.flip_index))
         return heatmaps
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:

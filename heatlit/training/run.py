@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
-from heatlit.training.artifacts import ordered_metrics, qualitative_figure, results_table, write_results
+from heatlit.results import decoder_table, ordered_metrics, write_results
+from heatlit.training.artifacts import qualitative_figure
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule
 
@@ -85,21 +86,17 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
     from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
 
-    model = instantiate(cfg.model, num_joints=datamodule.num_joints, in_channels=datamodule.in_channels)
-    check_model_data(model, datamodule)
+    desc, grid = datamodule.description, datamodule.grid
+    model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
+    check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
-    kind = datamodule.metric_kind
-    make_metrics = functools.partial(
-        build_metrics, "pck" if kind == "coco" else "pckh", num_joints=datamodule.num_joints
-    )
-    make_3d = functools.partial(MPJPE, root_index=0) if model.head_dim == 3 else None
+    make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
+    make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
-    if kind == "coco":  # each stage scores against its own split's annotation file
+    if desc.oks_sigmas is not None:  # each stage scores against its own split's annotation file
 
         def make_coco(stage: str) -> CocoOksAP:
-            return CocoOksAP(
-                ann_file=getattr(datamodule.source(stage), "ann_file", None) or datamodule.coco_ann_file
-            )
+            return CocoOksAP(ann_file=datamodule.source(stage).ann_file, sigmas=desc.oks_sigmas)
 
     return HeatmapModule(
         model=model,
@@ -110,16 +107,16 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         make_coco=make_coco,
         optimizer=instantiate(cfg.optim.optimizer),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        grid=grid,
+        description=desc,
         flip_test=cfg.flip_test,
-        flip_pairs=datamodule.flip_pairs,
-        depth_range_mm=getattr(datamodule, "depth_range_mm", 2000.0),
         qualitative=cfg.qualitative,
     )
 
 
 def monitor_key(cfg: DictConfig, datamodule) -> str:
-    metric = cfg.monitor.metric or ("ap" if datamodule.metric_kind == "coco" else "pckh@0.1")
-    return f"val/{cfg.monitor.decoder}/{metric}"
+    """``val/<decoder>/<metric>``: ``monitor.metric``, else the metric the data's description names."""
+    return f"val/{cfg.monitor.decoder}/{cfg.monitor.metric or datamodule.description.monitor}"
 
 
 def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
@@ -163,15 +160,24 @@ def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path
 
     results = module.results
     if "test" in results:
-        Console().print(results_table(results["test"], "test"))
+        Console().print(decoder_table(results["test"], "test"))
         metrics = ordered_metrics({m for v in results["test"].values() for m in v})
         rows = [[dec, *(values.get(m) for m in metrics)] for dec, values in results["test"].items()]
         for lg in wandb_loggers(trainer):
             lg.log_table(key="test/decoders", columns=["decoder", *metrics], data=rows)
-    path = write_results(out / "results.json", choices(cfg), results, extra)
+    path = write_results(
+        out / "results.json",
+        choices(cfg),
+        results,
+        extra,
+        grid=module.grid.describe(),
+        dataset=module.description.to_dict(),
+    )
     log.info("results written to %s", path)
     if module.samples:
-        fig = qualitative_figure(module.samples, cfg.monitor.decoder, out / "qualitative.png")
+        fig = qualitative_figure(
+            module.samples, cfg.monitor.decoder, out / "qualitative.png", module.description.skeleton
+        )
         for lg in wandb_loggers(trainer):
             import wandb
 

@@ -10,29 +10,29 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from heatlit.codecs import strongest_peak, to_input
+from heatlit.codecs import strongest_peak
+from heatlit.codecs.grid import HeatmapGrid
 
 Tensor = torch.Tensor
 
 
-def lift_to_camera(
-    coords_hm: Tensor, batch: Mapping, stride: int, depth_bins: int, depth_range_mm: float
-) -> Tensor:
+def lift_to_camera(coords_hm: Tensor, batch: Mapping, grid: HeatmapGrid) -> Tensor:
     """Heatmap-volume coordinates -> camera-frame joints in mm.
 
     Args:
         coords_hm: ``[B, K, 3]`` (x, y, z) in volume pixels; z is the depth bin of the joint's depth
-            relative to the root, ``z = z_rel / depth_range_mm * D + (D - 1) / 2`` (the data module's rule).
+            relative to the root (:meth:`HeatmapGrid.depth_to_bins`).
         batch: needs ``cam_K [B, 3, 3]`` (input-pixel intrinsics) and ``root_depth [B]`` mm: the
             ground-truth root depth, as in root-relative 3D protocols (the volume predicts depth relative
             to the root, not the root's own distance).
+        grid: the 3D heatmap grid the coordinates live on.
 
     Returns:
         ``[B, K, 3]`` camera-frame (X, Y, Z) in mm, by back-projecting the input-pixel (x, y) at the
         predicted depth.
     """
-    xy = to_input(coords_hm[..., :2], stride)
-    z_rel = (coords_hm[..., 2] - (depth_bins - 1) / 2) * depth_range_mm / depth_bins
+    xy = grid.to_input(coords_hm[..., :2])
+    z_rel = grid.bins_to_depth(coords_hm[..., 2])
     depth = batch["root_depth"].to(xy.dtype)[:, None] + z_rel
     pixels = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)  # [B, K, 3] homogeneous
     # K^-1 [x, y, 1] is the ray with unit depth (K's last row is [0, 0, 1]); the full inverse also undoes
@@ -54,27 +54,20 @@ class DecoderScorer(nn.Module):
             scored through their strongest peak).
         make_metrics: factory returning a fresh ``nn.Module`` mapping metric name -> metric with
             ``update(pred[B,K,2], target[B,K,2], visible[B,K], norm[B])`` (a MetricCollection).
-        stride: model stride, heatmap px -> input px.
+        grid: the :class:`~heatlit.codecs.grid.HeatmapGrid` of the heatmaps (heatmap px -> input px,
+            depth bins -> mm).
         make_3d / make_coco: optional factories of a :class:`heatlit.metrics.MPJPE` (camera mm) and a
             :class:`heatlit.metrics.CocoOksAP` (image px).
     """
 
     def __init__(
-        self,
-        decoders: Mapping,
-        make_metrics,
-        stride: int,
-        make_3d=None,
-        make_coco=None,
-        depth_bins: int | None = None,
-        depth_range_mm: float = 2000.0,
+        self, decoders: Mapping, make_metrics, grid: HeatmapGrid, make_3d=None, make_coco=None
     ) -> None:
         super().__init__()
         if not decoders:
             raise ValueError("at least one decoder must be configured for evaluation")
         self.decoders = dict(decoders)
-        self.stride = int(stride)
-        self.depth_bins, self.depth_range_mm = depth_bins, float(depth_range_mm)
+        self.grid = grid
         self.metrics = nn.ModuleDict({name: make_metrics() for name in self.decoders})
         self.metrics_3d = nn.ModuleDict({n: make_3d() for n in self.decoders}) if make_3d else None
         self.metrics_coco = nn.ModuleDict({n: make_coco() for n in self.decoders}) if make_coco else None
@@ -89,11 +82,11 @@ class DecoderScorer(nn.Module):
         predictions = {}
         for name in self.decoders:
             coords_hm, scores = self.decode(name, heatmaps)
-            xy = to_input(coords_hm[..., :2], self.stride)
+            xy = self.grid.to_input(coords_hm[..., :2])
             predictions[name] = xy
             self.metrics[name].update(xy, batch["keypoints"], batch["visible"], batch["norm"])
             if self.metrics_3d is not None and coords_hm.shape[-1] == 3:
-                joints = lift_to_camera(coords_hm, batch, self.stride, self.depth_bins, self.depth_range_mm)
+                joints = lift_to_camera(coords_hm, batch, self.grid)
                 # every joint with 3D ground truth counts, also those hidden in the depth image
                 known = torch.isfinite(batch["joints3d"]).all(-1)
                 self.metrics_3d[name].update(joints, batch["joints3d"], known, batch["has_3d"])
