@@ -121,12 +121,12 @@ def newton_step(grad: Tensor, hess: Tensor) -> Tensor:
         safe = torch.where(ok, det, torch.ones_like(det))
         gx, gy = grad[:, 0], grad[:, 1]
         step = torch.stack([-(dyy * gx - dxy * gy) / safe, -(dxx * gy - dxy * gx) / safe], -1)
-        return torch.where(ok[:, None], step, torch.zeros_like(step))
+        return torch.where(ok[:, None], step, 0)
     chol, info = torch.linalg.cholesky_ex(-hess)  # succeeds iff -H is positive definite
     ok = info == 0
     chol = torch.where(ok[:, None, None], chol, torch.eye(n, dtype=chol.dtype, device=chol.device))
     step = torch.cholesky_solve(grad[..., None], chol)[..., 0]  # (-H)^-1 g = -H^-1 g
-    return torch.where(ok[:, None], step, torch.zeros_like(step))
+    return torch.where(ok[:, None], step, 0)
 
 
 @functools.lru_cache(maxsize=16)

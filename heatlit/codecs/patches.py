@@ -76,7 +76,7 @@ def window_values(
 
 def inside_frame(centres: Tensor, spatial: tuple[int, ...], radius: int) -> Tensor:
     """``[..., L^n]`` bool: which entries of the patches around ``centres [..., n]`` lie inside the frame."""
-    span = torch.arange(-radius, radius + 1, device=centres.device)
+    span = patch_offsets(1, radius)[:, 0].to(centres.device)
     inside = None
     for axis in range(len(spatial)):  # the frame is a box: the mask is the outer product of the axes'
         pos = centres[..., axis, None] + span
