@@ -32,8 +32,8 @@ Decoders (function / object / ``conf/decoder`` name):
 * ``multipeak_decode`` / ``MultiPeakDecoder`` / ``multipeak``: up to P peaks per map (peak axis).
 
 All functions are batched tensor code (no Python loop over samples or keypoints), device-agnostic
-and free of host synchronisation, except where a CPU-only check decides what work to skip (DARK's border
-rule, the multi-peak plateau merge; see there).
+and free of host synchronisation except the multi-peak decoder's tie check (see there). On CPU, where
+reading a value costs no sync, cheap checks skip work that is not needed (``base.host_checks``).
 """
 
 from heatlit.codecs.base import strongest_peak

@@ -9,9 +9,10 @@ DARK rests on one fact: the blur of a Gaussian by a Gaussian is a Gaussian with 
 log of the modulated map is a quadratic whose Newton step lands on the centre. That holds only where the
 blur reads real pixels. Within ``r + 1`` pixels of an edge (``r = (kernel - 1) // 2``) the blur reaches
 outside the frame, where the map is unknown, and every way of inventing the missing pixels moves the
-peak: for sigma-2 targets centred on ``x0`` in ``[-0.5, 1.5]`` and the reference kernel (11, sigma 2),
-zero padding errs 0.85 px on average, reflection 0.62-0.89 px and normalised convolution 1.67 px (1D,
-noise-free). The reference codes skip the step there (argmax error).
+peak: for sigma-2 targets centred within 1.5 px of the edge and the reference kernel (11, sigma 2), zero
+padding (the reference's) pulls DARK 0.8-1.2 px inwards on average (``make bench``, border table), and
+reflection or normalised convolution move it by as much in 1D trials. The reference codes skip the step
+there (argmax error).
 
 So near an edge heatlit takes DARK's step without the modulation: it fits DARK's own model, a quadratic in
 the log of the map (a Gaussian of any covariance), to the in-frame pixels of the window of radius

@@ -11,7 +11,7 @@ plateau, or a flat-topped blob), represented by its first pixel in flat order.
 How they are found fast (what bounds the speed on a CPU is the number of passes over the maps):
 
 1. The window maximum is separable; doubling gives it in three elementwise maxima per axis for a 5-wide
-   window (max-pooling calls are two orders of magnitude slower on CPUs). One more pass keeps each
+   window (a max-pooling call is tens of times slower on CPUs). One more pass keeps each
    window maximum's value and sends every other pixel below 0.
 2. A block of r + 1 pixels per axis holds at most one peak (any two of its pixels are within r), so the
    top P are chosen among the block maxima, an (r + 1)^n-fold smaller array.
@@ -42,7 +42,7 @@ def window_max(x: Tensor, kernel: int) -> Tensor:
 
     ``[B, K, *S] -> [B, K, *S]``. Pad with -inf once, then per axis windows of 1, 2, 4, ... pixels by
     doubling and one last maximum of two overlapping windows: a width-w window costs ``ceil(log2 w)``
-    elementwise maxima per axis (max-pooling calls are two orders of magnitude slower on CPUs).
+    elementwise maxima per axis (a max-pooling call is tens of times slower on CPUs).
     """
     r = kernel // 2
     x = F.pad(x, [r, r] * (x.dim() - 2), value=-torch.inf)
