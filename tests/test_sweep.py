@@ -95,7 +95,15 @@ def test_sweep_entry_point_end_to_end(tmp_path):
     assert [p.parent.name for p in sweep_dir.glob("*/results.json")] == ["0_hourglass_tiny_unquant_mse"]
     with open(sweep_dir / "report" / "table.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["decoder"] for r in rows] == ["argmax", "standard", "dark", "com", "soft_argmax"]
+    assert [r["decoder"] for r in rows] == [
+        "argmax",
+        "standard",
+        "standard_top2",
+        "dark",
+        "com",
+        "mom",
+        "soft_argmax",
+    ]
     assert {(r["model"], r["encoding"]) for r in rows} == {("hourglass_tiny", "unquant")}
     assert all(0 <= float(r["pckh@0.1"]) <= 100 for r in rows)
     assert f"report: {sweep_dir.relative_to(tmp_path) / 'report' / 'report.md'}" in proc.stdout
