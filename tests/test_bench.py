@@ -160,7 +160,7 @@ def test_crowded_matching_and_average_precision():
 
 def test_quick_run_writes_json(tmp_path):
     out = tmp_path / "sub" / "bench.json"
-    assert main(["codecs", "--quick", "--device", "cpu", "--json", str(out)]) == 0
+    assert main(["codecs", "--quick", "--repeats", "1", "--device", "cpu", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res) >= {
         "config",
