@@ -165,9 +165,8 @@ def fit_log_quadratic(values: Tensor, inside: Tensor, n: int, radius: int) -> tu
     a, q_rows, to_hessian = _quadratic_design(n, radius, values.device)
     q = a.shape[1]
     v = (values * inside).clamp(min=0)  # off the frame or not positive: weight 0
-    logv = torch.log(v + (v == 0)).double()  # log 1 = 0 where the weight is 0 anyway
-    v = v.double()
-    w = (v / v.amax(-1, keepdim=True).clamp(min=1e-300)).square()  # scale-free: conditions the solve
+    logv = torch.log(v.clamp(min=torch.finfo(v.dtype).tiny)).double()  # finite; counts 0 where w is 0
+    w = v.double().square()  # float64 holds any map's scale
     coef, info = torch.linalg.solve_ex((w @ q_rows).reshape(-1, q, q), (w * logv) @ a)
     ok = (info == 0) & (w.sign().sum(-1) >= q)  # at least q pixels with weight (float counts are fast)
     coef = torch.where(ok[:, None], coef, 0)
