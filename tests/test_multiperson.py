@@ -15,7 +15,7 @@ import torch
 from heatlit.body import skeleton as sk
 from heatlit.body.camera import Camera, look_at, project
 from heatlit.body.shape import make_body
-from heatlit.codecs import gaussian_heatmaps
+from heatlit.codecs import candidate_peaks, gaussian_heatmaps, multipeak_decode
 from heatlit.codecs.bottomup import bottom_up_heatmaps
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data import HeatmapDataModule
@@ -35,7 +35,7 @@ from heatlit.data.generator.motion import forward, local_rotations, root_rotatio
 from heatlit.data.synth import SynthMultiSource
 from heatlit.metrics import PeakDetection, average_precision, match_peaks
 from heatlit.results import read_results
-from heatlit.training.peaks import PeakScorer, as_peaks
+from heatlit.training.peaks import PeakScorer
 
 TINY = dict(width=40, height=20, train_frames=24, val_frames=8, test_frames=8, mocap_path=None)
 
@@ -184,6 +184,23 @@ def test_people_combine_by_maximum_keeping_each_peak_where_a_sum_merges_them():
     modes = [x for x in range(1, 23) if profile[x] >= profile[x - 1] and profile[x] >= profile[x + 1]]
     assert modes == [11, 12] and float(profile.max()) > 1.0  # one plateau at 11.5, above 1
     assert weights.tolist() == [[1.0]]
+
+
+def test_multipeak_decoder_recovers_every_person_from_max_combined_targets():
+    # Three people's joints at sub-pixel positions, two of them 4 px apart: the peaks of the max-combined
+    # target, refined by the Taylor step, are the joints; the sum-combined target's peaks are pulled together.
+    joints = torch.tensor([[[[10.3, 8.6]], [[14.2, 8.1]], [[30.7, 5.4]]]])  # [1, 3, 1, 2]
+    visible = torch.ones(1, 3, 1, dtype=torch.bool)
+    encoder = functools.partial(gaussian_heatmaps, sigma=2.0)
+    for combine, tolerance in (("max", 1e-3), ("sum", None)):
+        maps, _ = bottom_up_heatmaps(encoder, joints, visible, (16, 40), combine=combine)
+        coords, scores = multipeak_decode(maps, max_peaks=5, modulation="none")
+        found = coords[0, 0][scores[0, 0] > 0]
+        error = torch.cdist(found.double(), joints[0, :, 0].double()).min(0).values
+        if tolerance:
+            assert len(found) == 3 and float(error.max()) < tolerance
+        else:
+            assert float(error[:2].min()) > 0.2  # the two close people's peaks moved towards each other
 
 
 def test_bottom_up_targets_ignore_invisible_people_and_weight_every_channel():
@@ -400,7 +417,7 @@ def test_peak_scorer_scores_single_and_multi_peak_decoders_on_one_pass():
         best = maps.flatten(2).max(-1)
         return torch.stack([best.indices % 16, best.indices // 16], -1).float(), best.values
 
-    assert as_peaks(single(heatmaps))[0].shape == (1, 3, 1, 2)
+    assert candidate_peaks(*single(heatmaps))[0].shape == (1, 3, 1, 2)
     scorer = PeakScorer(
         {"single": single, "multi": multi}, functools.partial(PeakDetection, (1.0,), (1.0,)), grid
     )
@@ -445,7 +462,7 @@ def test_report_section_tables_and_variant_differences(tmp_path: Path):
         return {"peak_ap": ap, "peak_ap@2": ap - 5, "peak_f1@2": f1, "peak_p@2": f1 + 1, "peak_r@2": f1 - 1}
 
     base = {"multipeak_int": (40.0, 50.0), "multipeak_dark": (46.0, 53.0), "multipeak_blur_int": (39.0, 49.0),
-            "multipeak_blur": (44.5, 52.0), "argmax": (20.0, 30.0)}  # fmt: skip
+            "multipeak_blur": (44.5, 52.0), "multipeak": (45.0, 52.5), "argmax": (20.0, 30.0)}  # fmt: skip
     for i, (enc, shift) in enumerate((("quant", 0.0), ("unquant", 2.0))):
         test = {dec: metrics(ap + shift, f1) for dec, (ap, f1) in base.items()}
         write_job(tmp_path, f"{i}", [f"encoding={enc}"], {"model": "hourglass_tiny", "encoding": enc}, test)
@@ -459,11 +476,11 @@ def test_report_section_tables_and_variant_differences(tmp_path: Path):
     assert "| hourglass_tiny | unquant | multipeak_dark | **48.00** | **43.00** | **53.00** |" in text
     # with - without, per job: DARK refinement +6 AP, +3 F1; blur before NMS on integer peaks -1, -1
     assert (
-        "| hourglass_tiny | quant | DARK refinement (blur around each peak) | +6.00 | +6.00 | +3.00 | +3.00 | +3.00 |"
+        "| hourglass_tiny | quant | DARK refinement (blur around each peak, Taylor step) | +6.00 | +6.00 | +3.00 | +3.00 | +3.00 |"
         in text
     )
     assert (
-        "| hourglass_tiny | unquant | blur before NMS, integer peaks | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |"
+        "| hourglass_tiny | unquant | blur before NMS (integer peaks) | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |"
         in text
     )
     assert "## Multi-person peaks (test)" in written["report.md"].read_text()

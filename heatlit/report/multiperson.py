@@ -16,10 +16,11 @@ from heatlit.report.tables import Table, difference, results_table, sort_rows, t
 #: (what changes, decoder with it, decoder without it): the multi-peak variants of
 #: ``conf/experiment/multiperson.yaml``, each pair scored on the same forward passes.
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("blur before NMS, integer peaks", "multipeak_blur_int", "multipeak_int"),
-    ("blur before NMS, DARK-refined peaks", "multipeak_blur", "multipeak_dark"),
-    ("DARK refinement (blur around each peak)", "multipeak_dark", "multipeak_int"),
-    ("DARK refinement after blur before NMS", "multipeak_blur", "multipeak_blur_int"),
+    ("blur before NMS (integer peaks)", "multipeak_blur_int", "multipeak_int"),
+    ("blur before NMS (Taylor-refined peaks)", "multipeak_blur", "multipeak"),
+    ("DARK refinement (blur around each peak, Taylor step)", "multipeak_dark", "multipeak_int"),
+    ("Taylor step on the map as predicted", "multipeak", "multipeak_int"),
+    ("Taylor step after blur before NMS", "multipeak_blur", "multipeak_blur_int"),
 )
 _AT = re.compile(r"^peak_(ap|f1|p|r)@(.+)$")
 

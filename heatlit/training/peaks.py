@@ -12,21 +12,10 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from heatlit.codecs import candidate_peaks
 from heatlit.codecs.grid import HeatmapGrid
 
 Tensor = torch.Tensor
-
-
-def as_peaks(out: tuple) -> tuple[Tensor, Tensor]:
-    """Any decoder's output as candidate peaks: ``(coords [B, K, P, n], scores [B, K, P])``.
-
-    A single-peak decoder's ``(coords [B, K, n], scores [B, K])`` is one candidate per channel (P = 1),
-    real when its score is > 0; a multi-peak decoder's output passes as it is (padding has score 0).
-    """
-    coords, scores = out[0], out[1]
-    if scores.dim() == 2:
-        return coords[:, :, None], scores[:, :, None]
-    return coords, scores
 
 
 class PeakScorer(nn.Module):
@@ -55,7 +44,7 @@ class PeakScorer(nn.Module):
         heatmaps = heatmaps.detach().float()
         strongest = {}
         for name, decoder in self.decoders.items():
-            coords, scores = as_peaks(decoder(heatmaps))
+            coords, scores = candidate_peaks(*decoder(heatmaps))
             xy = self.grid.to_input(coords[..., :2])
             self.metrics[name].update(xy, scores, batch["people_keypoints"], batch["people_visible"])
             strongest[name] = xy[:, :, 0]
