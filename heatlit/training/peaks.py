@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import torch
-from torch import nn
 
 from heatlit.codecs import candidate_peaks
 from heatlit.codecs.grid import HeatmapGrid
+from heatlit.training.scoring import DecoderScorer
 
 Tensor = torch.Tensor
 
 
-class PeakScorer(nn.Module):
+class PeakScorer(DecoderScorer):
     """Per-decoder peak-detection metrics fed from one set of heatmaps.
 
     Args:
@@ -28,12 +28,7 @@ class PeakScorer(nn.Module):
     """
 
     def __init__(self, decoders: Mapping[str, Callable], make_metric: Callable, grid: HeatmapGrid) -> None:
-        super().__init__()
-        if not decoders:
-            raise ValueError("at least one decoder must be configured for evaluation")
-        self.decoders = dict(decoders)
-        self.grid = grid
-        self.metrics = nn.ModuleDict({name: make_metric() for name in self.decoders})
+        super().__init__(decoders, make_metric, grid)
 
     @torch.no_grad()
     def update(self, heatmaps: Tensor, batch: Mapping) -> dict[str, Tensor]:
@@ -57,7 +52,3 @@ class PeakScorer(nn.Module):
         }
         self.reset()
         return results
-
-    def reset(self) -> None:
-        for metric in self.metrics.values():
-            metric.reset()
