@@ -122,6 +122,8 @@ def describe_data(dataset) -> str | None:
     if not dataset:
         return None
     scored = f"{dataset.get('pck')} normalised by the {dataset.get('norm')}"
+    if dataset.get("multi_person"):
+        scored = "several people per frame, candidate peaks scored by P/R/F1/AP"
     if dataset.get("oks_sigmas"):
         scored += ", COCO OKS AP"
     return f"{dataset.get('name')}: {len(dataset.get('keypoints') or [])} keypoints, {scored}"

@@ -55,7 +55,7 @@ def peaks_table(rows: Sequence[Row], axes: Sequence[str], split: str = "test") -
 def variants_table(rows: Sequence[Row], axes: Sequence[str]) -> Table | None:
     """Per job and :data:`COMPARISONS` entry: the variant's metrics minus its baseline's (same forward
     passes, so the difference is the decoder's alone). None when no job scored a pair."""
-    metrics = peak_columns(rows, ("ap", "f1", "p", "r"))
+    metrics = peak_columns(rows)
     by_job: dict[tuple, dict[str, Row]] = {}
     for row in sort_rows(rows, axes):
         by_job.setdefault(tuple(row.value(a) for a in axes), {})[row.decoder] = row
