@@ -49,9 +49,11 @@ def keypoints_of(records: list[dict]) -> np.ndarray:
     return np.array([r["keypoints"] for r in records]).reshape(len(records), -1, 3)
 
 
-def test_test_split_predictions_score_what_the_run_scored(depth_run, tmp_path):
-    """Flip test and DARK on the run's test split: PCKh and RMSE computed from the JSON alone (image px, the raw
-    labels) equal the run's own test results, and one overlay per frame is drawn."""
+@pytest.mark.parametrize("decoder, scored_as", [("dark", "dark"), ("soft_argmax_auto", "soft_argmax")])
+def test_test_split_predictions_score_what_the_run_scored(decoder, scored_as, depth_run, tmp_path):
+    """Flip test on the run's test split: PCKh and RMSE computed from the JSON alone (image px, the raw labels)
+    equal the run's own test results for that decoder (soft-argmax at the run's loss temperature), and one
+    overlay per frame is drawn."""
     run_dir = depth_run["dir"]
     out = tmp_path / "pred.json"
     run = run_predict(
@@ -60,7 +62,7 @@ def test_test_split_predictions_score_what_the_run_scored(depth_run, tmp_path):
             f"out={out}",
             f"overlays={tmp_path / 'ov'}",
             "flip_test=true",
-            "decoder=dark",
+            f"decoder={decoder}",
         ]
     )
     records = json.loads(out.read_text())
@@ -77,7 +79,7 @@ def test_test_split_predictions_score_what_the_run_scored(depth_run, tmp_path):
         torch.tensor([r["norm"] for r in raw]),
     )
     scored = {k: float(v) for k, v in metrics.compute().items()}
-    expected = read_results(run_dir / "results.json").stage("test")["dark"]
+    expected = read_results(run_dir / "results.json").stage("test")[scored_as]
     for name in ("pckh@0.1", "pckh@0.5", "rmse"):
         assert scored[name] == pytest.approx(expected[name], abs=2e-3), name
     overlays = sorted((tmp_path / "ov").iterdir())

@@ -48,7 +48,9 @@ class Unscored:
 
 
 class Skipping(Dataset):
-    """``dataset[i]``, or ``{"skipped": <why>}`` when its file cannot be read: named and skipped, not fatal."""
+    """``dataset[i]``, or ``{"skipped": <why>}`` when its file cannot be read (named and skipped, not fatal), or
+    ``{"refused": <why>}`` for input of the wrong kind (fatal: :func:`predict` raises it). Returned rather than
+    raised, so a DataLoader worker hands the one-line message over unwrapped."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -59,14 +61,21 @@ class Skipping(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
             return self.dataset[index]
-        except (DataError, OSError) as err:  # FileNotFoundError too; a ConfigError (wrong kind) is fatal
-            return {"skipped": str(err), "sample_index": index}
+        except ConfigError as err:
+            return {"refused": str(err)}
+        except (DataError, OSError) as err:  # FileNotFoundError too
+            return {"skipped": str(err)}
 
 
-def collate(items: list[dict]) -> tuple[dict | None, list[str]]:
-    """``(batch of the readable samples or None, why each other one was skipped)``."""
-    kept = [item for item in items if "skipped" not in item]
-    return (default_collate(kept) if kept else None), [item["skipped"] for item in items if "skipped" in item]
+def collate(items: list[dict]) -> tuple[dict | None, list[str], list[str]]:
+    """``(batch of the readable samples or None, why each unreadable one was skipped, why any was refused)``;
+    the caller raises a refusal (here it could be in a worker process)."""
+    kept = [item for item in items if "skipped" not in item and "refused" not in item]
+    return (
+        default_collate(kept) if kept else None,
+        [item["skipped"] for item in items if "skipped" in item],
+        [item["refused"] for item in items if "refused" in item],
+    )
 
 
 @dataclass
@@ -171,7 +180,9 @@ def predict(cfg: DictConfig) -> PredictRun:
     from rich.progress import track
 
     with torch.inference_mode():
-        for batch, skipped in track(loader, description="predict", disable=not cfg.progress):
+        for batch, skipped, refused in track(loader, description="predict", disable=not cfg.progress):
+            if refused:
+                raise ConfigError(refused[0])
             for why in skipped:
                 log.warning("skipped: %s", why)
             run.skipped += skipped
@@ -196,14 +207,16 @@ def predict(cfg: DictConfig) -> PredictRun:
                 )
     write_coco_results(out, run.predictions)
     if cfg.get("overlays"):
-        run.overlays = write_overlays(Path(str(cfg.overlays)), run.predictions, source, layout.description)
+        # overlays=true: an overlays/ folder beside `out`; else the folder named
+        folder = out.parent / "overlays" if cfg.overlays is True else Path(str(cfg.overlays))
+        run.overlays = write_overlays(folder, run.predictions, source, layout.description)
     log.info(
         "%d prediction(s) of %d input(s) written to %s in %.1f s%s",
         len(run.predictions),
         run.inputs,
         out,
         time.time() - started,
-        f"; overlays in {cfg.overlays}" if run.overlays else "",
+        f"; overlays in {run.overlays[0].parent}" if run.overlays else "",
     )
     if run.skipped:
         log.warning("skipped %d unreadable input(s) of %d (named above)", len(run.skipped), run.inputs)
