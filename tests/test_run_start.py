@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from heatlit.report.failures import CRASHED, diagnose
+from heatlit.results import read_results
 from heatlit.training.checks import ConfigError
 from heatlit.training.noise import quiet_known_noise
 from heatlit.training.run import main_guard
@@ -32,9 +33,10 @@ def test_start_block_says_what_where_on_what_with_how_much(depth_run):
     )
     assert "(sigma 2.0, stride 4, seed 1314)" in lines[0]
     rows = dict(line.split(None, 1) for line in lines[1:])
-    assert (
-        rows["decoders"] == "argmax, standard, dark, com, soft_argmax; best checkpoint by val/dark/pckh@0.1"
-    )
+    scored = read_results(depth_run["dir"] / "results.json").stage(
+        "test"
+    )  # every configured decoder, in order
+    assert rows["decoders"] == f"{', '.join(scored)}; best checkpoint by val/dark/pckh@0.1"
     assert rows["run"] == str(depth_run["dir"])
     assert rows["device"] == "cpu, 1 process"
     assert rows["samples"] == "train 16, val 8, test 8"

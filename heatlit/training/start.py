@@ -67,7 +67,7 @@ def start_block(
     """The block's text (no trailing newline), e.g.::
 
     heatlit.train model=hourglass_tiny encoding=unquant loss=mse head=2d data=synth (sigma 2, stride 4, seed 1314)
-      decoders  argmax, standard, dark, com, soft_argmax; best checkpoint by val/dark/pckh@0.1
+      decoders  argmax, standard, standard_top2, dark, com, mom, soft_argmax; best checkpoint by val/dark/pckh@0.1
       run       outputs/train/2026-01-01_12-00-00
       device    cpu, 1 process
       samples   train 3000, val 500, test 500
