@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from heatlit.data.base import SPLITS
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
 from heatlit.results import FILE_NAME, decoder_table, ordered_metrics, read_results, write_results
@@ -215,15 +216,15 @@ def report(
 
 
 def log_start(
-    title: str, picked: dict, decoders, monitor: str | None, out: Path, trainer, datamodule
+    title: str, picked: dict, decoders, monitor: str | None, out: Path, trainer, datamodule, splits=SPLITS
 ) -> None:
-    """The one block a run logs as it starts (:mod:`heatlit.training.start`); rank zero only."""
+    """The one block a run logs as it starts (:mod:`heatlit.training.start`); rank zero only. ``splits``: those
+    the command uses (their sizes are shown)."""
     if not trainer.is_global_zero:
         return
     logs = log_destinations(trainer.loggers, out)
-    block = start_block(
-        title, picked, list(decoders), monitor, out, trainer_device(trainer), split_sizes(datamodule), logs
-    )
+    sizes = split_sizes(datamodule, splits)
+    block = start_block(title, picked, list(decoders), monitor, out, trainer_device(trainer), sizes, logs)
     log.info("%s", block)
 
 
@@ -412,6 +413,7 @@ def evaluate(cfg: DictConfig) -> dict:
         output_dir(run_cfg),
         trainer,
         datamodule,
+        splits=("test",),
     )
     try:
         trainer.test(module, datamodule=datamodule, verbose=False)

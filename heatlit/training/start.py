@@ -43,10 +43,10 @@ def log_destinations(loggers: Sequence, run_dir: Path) -> list[str]:
     return found or ["none"]
 
 
-def split_sizes(datamodule) -> dict[str, int | None]:
-    """Samples per split (None for a split the data does not have)."""
+def split_sizes(datamodule, splits: Sequence[str] = SPLITS) -> dict[str, int | None]:
+    """Samples per split of ``splits`` (None for a split the data does not have); builds those splits' sources."""
     sizes: dict[str, int | None] = {}
-    for split in SPLITS:
+    for split in splits:
         try:
             sizes[split] = len(datamodule.source(split))
         except KeyError:
