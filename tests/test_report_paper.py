@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from types import SimpleNamespace
 
 from heatlit.report import collect, write_report
 from heatlit.report import paper as paper_mod
@@ -239,7 +240,7 @@ def several_seeds(root):
 
 
 def test_several_seeds_without_intervals_resolve_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(paper_mod, "_mean_ci", None)
+    monkeypatch.setattr(paper_mod, "_mean_interval", None)
     written, summary = paper_files(several_seeds(tmp_path / "mr"), tmp_path)
     assert "| SH_4S (w/o quant) + DARK | 45.33 (n=3) | 45.17 |" in written["table2.md"].read_text()
     claims = written["claims.md"].read_text()
@@ -253,7 +254,7 @@ def test_several_seeds_without_intervals_resolve_nothing(tmp_path, monkeypatch):
 def test_several_seeds_are_judged_by_their_interval(tmp_path, monkeypatch):
     """With an interval (here: the range of the values, a stand-in for the statistics module), a difference
     is resolved only when the whole interval lies on one side of 0."""
-    monkeypatch.setattr(paper_mod, "_mean_ci", lambda v: (sum(v) / len(v), min(v), max(v)))
+    monkeypatch.setattr(paper_mod, "_mean_interval", lambda v: SimpleNamespace(low=min(v), high=max(v)))
     written, summary = paper_files(several_seeds(tmp_path / "mr"), tmp_path)
     assert "| SH_4S (w/o quant) + DARK | 45.33 ±1.00 | 45.17 |" in written["table2.md"].read_text()  # 44..46
     claims = written["claims.md"].read_text()

@@ -44,9 +44,9 @@ PLACED_AXES = frozenset({"model", "encoding", "seed"})
 BEST_BY = ("DARK", "pckh@0.1")  # "best performing model": highest DARK PCKh-0.1 (a reading)
 
 try:  # confidence intervals come from the evidence work's statistics module when it is present
-    from heatlit.report.stats import paired_mean_ci as _mean_ci  # type: ignore[attr-defined]
+    from heatlit.report.stats import mean_interval as _mean_interval  # type: ignore[attr-defined]
 except ImportError:
-    _mean_ci = None
+    _mean_interval = None
 
 
 # ------------------------------------------------------------------------------------- the report
@@ -131,10 +131,10 @@ class Estimate:
 def interval(values: Sequence[float]) -> tuple[float, float] | None:
     """95% CI of the mean of ``values`` (seeds), from :mod:`heatlit.report.stats`; None for one value or
     until that module is present."""
-    if len(values) < 2 or _mean_ci is None:
+    if len(values) < 2 or _mean_interval is None:
         return None
-    lo, hi = _mean_ci(list(values))[-2:]
-    return float(lo), float(hi)
+    ci = _mean_interval(list(values))
+    return float(ci.low), float(ci.high)
 
 
 @dataclass
@@ -491,7 +491,7 @@ def basis(evidence: Sequence[Evidence]) -> str:
     if ns == [1]:
         return "single run"
     seeds = "-".join(map(str, (ns[0], ns[-1]))) if len(ns) > 1 else str(ns[0])
-    if _mean_ci is None:
+    if _mean_interval is None:
         return f"{seeds} seeds, no interval (heatlit.report.stats not available)"
     return f"95% CI over {seeds} seeds" + (", some single runs" if ns[0] == 1 else "")
 
