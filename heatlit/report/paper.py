@@ -175,25 +175,19 @@ class Placed:
 def place_rows(rows: Sequence[Row]) -> Placed:
     """Group the sweep's rows by setting and seed; rows of models or encodings the report lacks are left out."""
     placed = Placed()
+    owner: dict[tuple[Setting, str], Path] = {}
     for row in rows:
         placed.order.setdefault(row.decoder, len(placed.order))
         setting = place(row.value("model"), row.value("encoding"))
         if setting is None:
             continue
         seed = row.value("seed")
-        by_seed = placed.runs.setdefault(setting, {})
-        run = by_seed.setdefault(seed, {"__job__": {}})
-        if run["__job__"].setdefault("path", row.job.path) != row.job.path:
+        if owner.setdefault((setting, seed), row.job.path) != row.job.path:
             continue  # the same setting and seed twice: the first job wins
-        run[row.decoder] = dict(row.metrics)
+        placed.runs.setdefault(setting, {}).setdefault(seed, {})[row.decoder] = dict(row.metrics)
         name = (row.job.dataset or {}).get("name") or label(row.job.settings.get("data"))
-        if name not in placed.data:
-            placed.data.append(name)
-        if seed not in placed.seeds:
-            placed.seeds.append(seed)
-    for by_seed in placed.runs.values():
-        for run in by_seed.values():
-            run.pop("__job__")
+        placed.data += [] if name in placed.data else [name]
+        placed.seeds += [] if seed in placed.seeds else [seed]
     return placed
 
 
@@ -223,13 +217,13 @@ def skip_reason(rows: Sequence[Row], axes: Sequence[str]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- tables
-def header(placed: Placed, split: str) -> list[str]:
+def header(placed: Placed, paper: PaperTables, split: str) -> list[str]:
     """Where our numbers come from, what the report's are, and the units."""
     seeds = ", ".join(placed.seeds)
     runs = sum(len(v) for v in placed.runs.values())
     lines = [
         f"Ours: {split} split of {', '.join(placed.data)}; {runs} run(s), seed(s) {seeds}. "
-        f"The report's: HUMAN4D test split, {load_paper().source}.",
+        f"The report's: HUMAN4D test split, {paper.source}.",
         "PCKh in percent. RMSE: ours in input pixels; the report's unit is not stated "
         "(docs/REPRODUCTION.md).",
     ]
@@ -283,7 +277,7 @@ def table2_rows(placed: Placed, paper: PaperTables) -> list[dict]:
 
 def table2_markdown(placed: Placed, paper: PaperTables, split: str) -> str:
     rows = table2_rows(placed, paper)
-    lines = ["# Table 2 in the report's layout", "", *header(placed, split)]
+    lines = ["# Table 2 in the report's layout", "", *header(placed, paper, split)]
     if any(r["row"].endswith(FALLBACK) for r in rows):
         lines.append(
             f"{FALLBACK} Standard here is HRNet's per-axis quarter-pixel rule (`standard`): these runs did not "
@@ -342,7 +336,11 @@ def best_setting(placed: Placed) -> Setting | None:
 def table3_markdown(placed: Placed, paper: PaperTables, split: str) -> str:
     model, encoding, decoders = paper.table3
     best = best_setting(placed)
-    lines = ["# Table 3 in the report's layout: the best model, CoM vs DARK", "", *header(placed, split)]
+    lines = [
+        "# Table 3 in the report's layout: the best model, CoM vs DARK",
+        "",
+        *header(placed, paper, split),
+    ]
     if best is None:
         return "\n".join([*lines, "", "No run scored DARK's PCKh-0.1: no best model to show."]) + "\n"
     lines += [
@@ -544,7 +542,7 @@ def evidence_lines(evidence: Sequence[Evidence], columns: tuple[str | None, str,
 
 def claims_markdown(placed: Placed, paper: PaperTables, split: str) -> tuple[str, list[str]]:
     """``claims.md`` and one summary line per claim (for the console and report.md)."""
-    lines = ["# The reproduction report's claims, tested", "", *header(placed, split)]
+    lines = ["# The reproduction report's claims, tested", "", *header(placed, paper, split)]
     lines.append(
         "Δ is oriented so that a positive value favours the claim (for RMSE: the other side minus the claimed "
         'side). A single run gives a difference without an error bar ("single run"); over several seeds a '
