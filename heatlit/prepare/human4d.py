@@ -273,7 +273,7 @@ def summary(splits: Splits) -> list[str]:
     """Printable lines: the counts beside the report's, and a warning line for each split that differs."""
     lines = [f"step {splits.step}, first {splits.drop} frames of every sequence clipped"]
     lines += [
-        f"  {k:5s} {splits.samples[k]:7,d} samples ({len(splits.lines[k]):,d} frames x views); report {v:,d}"
+        f"  {k:5s} {splits.samples[k]:7,d} samples from {len(splits.lines[k]):,d} frames; the report: {v:,d}"
         for k, v in REPORT_COUNTS.items()
     ]
     if splits.incomplete:
