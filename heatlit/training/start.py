@@ -10,7 +10,7 @@ from pathlib import Path
 from heatlit.data.base import SPLITS
 
 # The choices the first line shows, in this order (others the run made are in its .hydra/ and results.json).
-SHOWN = ("model", "encoding", "loss", "head", "data", "debug")
+SHOWN = ("model", "encoding", "loss", "head", "data", "experiment", "debug")
 
 
 def _inside(path: str | os.PathLike, run_dir: Path) -> str:
