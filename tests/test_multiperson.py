@@ -440,7 +440,7 @@ def test_peak_scorer_scores_single_and_multi_peak_decoders_on_one_pass():
 def test_multiperson_experiment_trains_and_scores_peaks(tmp_path: Path, crowd_cache: Path):
     from tests.test_train import run_train
 
-    results = run_train(["+experiment=multiperson", "debug=fast"], tmp_path / "run", crowd_cache)
+    results = run_train(["experiment=multiperson", "debug=fast"], tmp_path / "run", crowd_cache)
     test = results["test"]
     assert {"argmax", "dark", "multipeak", "multipeak_int"} <= set(test)
     for metrics in test.values():

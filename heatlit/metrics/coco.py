@@ -48,6 +48,13 @@ def load_coco(path: str | Path) -> COCO:
     return coco
 
 
+def instance_score(keypoint_scores: Tensor, threshold: float = 0.2) -> Tensor:
+    """A person's score from its keypoints' (HRNet's rescoring): the mean of the keypoint scores above
+    ``threshold``, 0 when none is. ``[B, K] -> [B]``."""
+    above = keypoint_scores > threshold
+    return (keypoint_scores * above).sum(1) / above.sum(1).clamp(min=1)
+
+
 class CocoOksAP(Metric):
     """COCO keypoint AP from predictions in original image pixels, via ``COCOeval(iouType="keypoints")``.
 
@@ -142,8 +149,7 @@ class CocoOksAP(Metric):
         kp = keypoints.double()
         kp_scores = keypoint_scores.double()
         if score is None:
-            above = kp_scores > self.score_threshold
-            score = (kp_scores * above).sum(1) / above.sum(1).clamp(min=1)
+            score = instance_score(kp_scores, self.score_threshold)
         score = check_per_sample(score, b, "score", "CocoOksAP").double()
         bad = (
             ~torch.isfinite(kp).all(-1).all(-1) | ~torch.isfinite(kp_scores).all(-1) | ~torch.isfinite(score)
