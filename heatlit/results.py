@@ -12,11 +12,13 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     grid           the heatmap grid: input_size [H, W], heatmap_size [h, w] or [D, h, w], stride,
                    depth_bins, depth_range_mm (3D only), mapping
     dataset        the dataset description: name, keypoints, flip_pairs, skeleton, in_channels, has_3d,
-                   pck, norm, head_segment, root, oks_sigmas, monitor
+                   pck, norm, head_segment, root, oks_sigmas, monitor, multi_person (absent in files
+                   written before it: read as false)
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 
-Units: ratios (PCK, PCKh, AUC, AP, AR) in percent; RMSE and mean error in input pixels; MPJPE in mm.
+Units: ratios (PCK, PCKh, AUC, AP, AR, and the multi-person ``peak_*`` precision / recall / F1 / AP) in
+percent; RMSE and mean error in input pixels; MPJPE in mm.
 """
 
 from __future__ import annotations
