@@ -104,8 +104,8 @@ class CrowdConfig(SynthConfig):
 
     Attributes (beyond :class:`SynthConfig`'s):
         min_people, max_people: people per frame, drawn uniformly per sample (the planned subject plus
-            guests); a guest that cannot be placed after many tries is left out, so a frame holds
-            ``min_people`` or more only when there is room (counted in the manifest-independent tests).
+            guests); a guest with no room in view after 30 tries is left out, so a crowded view can hold
+            fewer (none did in the default data).
         guest_depth_mm: how far in front of the camera (along its viewing direction on the floor) a guest
             stands, mm.
         guest_fov: a guest's bearing is uniform within this fraction of the camera's horizontal field of
