@@ -16,6 +16,8 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 
+``ap_bound`` (test only) is the keypoint-expansion upper bound of ``ap`` (``heatlit.metrics.oks``).
+
 Units: ratios (PCK, PCKh, AUC, AP, AR) in percent; RMSE and mean error in input pixels; MPJPE in mm.
 """
 
@@ -41,6 +43,7 @@ METRIC_ORDER = (
     "mean_error",
     "mpjpe",
     "ap",
+    "ap_bound",
     "ap50",
     "ap75",
     "ar",

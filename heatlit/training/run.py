@@ -84,7 +84,7 @@ def build_decoders(cfg: DictConfig) -> dict:
 
 def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
-    from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
+    from heatlit.metrics import MPJPE, CocoOksAP, KeypointExpansion, SampleOksAP, build_metrics
 
     desc, grid = datamodule.description, datamodule.grid
     model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
@@ -93,10 +93,18 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
     make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
-    if desc.oks_sigmas is not None:  # each stage scores against its own split's annotation file
+    if (
+        desc.oks_sigmas is not None
+    ):  # each stage scores against its own split's annotation file, if it has one
+        bound = cfg.get("upper_bound")
 
-        def make_coco(stage: str) -> CocoOksAP:
-            return CocoOksAP(ann_file=datamodule.source(stage).ann_file, sigmas=desc.oks_sigmas)
+        def make_coco(stage: str) -> CocoOksAP | SampleOksAP:
+            # the keypoint-expansion upper bound is a test-time analysis, not a model-selection metric
+            expansion = KeypointExpansion(**bound) if bound and stage == "test" else None
+            ann_file = datamodule.source(stage).ann_file
+            if ann_file is None:
+                return SampleOksAP(desc.oks_sigmas, desc.keypoints, expansion=expansion)
+            return CocoOksAP(ann_file=ann_file, sigmas=desc.oks_sigmas, expansion=expansion)
 
     return HeatmapModule(
         model=model,
@@ -245,7 +253,7 @@ def evaluate(cfg: DictConfig) -> dict:
     # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; data, decoders and
     # test options are this call's, each replaced whole (a merge would mix two data sources' options).
     trained = run_cfg.data
-    for key in ("data", "decoders", "flip_test", "monitor", "qualitative"):
+    for key in ("data", "decoders", "flip_test", "monitor", "qualitative", "upper_bound"):
         if cfg.get(key) is not None:
             run_cfg[key] = cfg[key]
     if cfg.get("data") is not None:
