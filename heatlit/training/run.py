@@ -119,6 +119,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         description=desc,
         flip_test=cfg.flip_test,
         qualitative=cfg.qualitative,
+        test_scales=cfg.get("test_scales") or (1.0,),
     )
 
 
@@ -253,7 +254,7 @@ def evaluate(cfg: DictConfig) -> dict:
     # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; data, decoders and
     # test options are this call's, each replaced whole (a merge would mix two data sources' options).
     trained = run_cfg.data
-    for key in ("data", "decoders", "flip_test", "monitor", "qualitative", "upper_bound"):
+    for key in ("data", "decoders", "flip_test", "monitor", "qualitative", "upper_bound", "test_scales"):
         if cfg.get(key) is not None:
             run_cfg[key] = cfg[key]
     if cfg.get("data") is not None:
