@@ -49,6 +49,9 @@ METRIC_ORDER = (
     "ar",
 )
 
+#: Metrics where a smaller number is better (errors); every other metric is a ratio, higher is better.
+LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
+
 
 class ResultsError(ValueError):
     """A results.json that cannot be read as one (missing, not JSON, or without its fields)."""

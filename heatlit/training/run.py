@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
-from heatlit.results import decoder_table, ordered_metrics, write_results
+from heatlit.results import LOWER_IS_BETTER, decoder_table, ordered_metrics, write_results
 from heatlit.training.artifacts import qualitative_figure
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule
@@ -129,8 +129,10 @@ def monitor_key(cfg: DictConfig, datamodule) -> str:
 
 
 def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
+    # errors (MPJPE, RMSE) are minimised, ratios maximised: the best checkpoint is the best, whichever is watched
+    mode = "min" if monitor.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
     callbacks = [
-        instantiate(node, **({"monitor": monitor} if "monitor" in node else {}))
+        instantiate(node, **({"monitor": monitor, "mode": mode} if "monitor" in node else {}))
         for node in (cfg.get("callbacks") or {}).values()
         if node
     ]
