@@ -61,7 +61,7 @@ def test_integral3d_sweeps_compose_per_job(name):
     assert job.group == name and job.model.depth_bins == 64 and job.hydra.runtime.choices.loss == "integral"
     if name == "integral3d_cpu":
         assert (
-            job.trainer.max_epochs == 4 and job.model.resnet_width == 16 and job.data.input_size == [80, 160]
+            job.trainer.max_epochs == 3 and job.model.resnet_width == 16 and job.data.input_size == [40, 80]
         )
 
 
