@@ -93,9 +93,8 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
     make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
-    if (
-        desc.oks_sigmas is not None
-    ):  # each stage scores against its own split's annotation file, if it has one
+    if desc.oks_sigmas is not None:
+        # each stage scores against its own split's annotation file, or its samples' own persons without one
         bound = cfg.get("upper_bound")
 
         def make_coco(stage: str) -> CocoOksAP | SampleOksAP:
