@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -13,9 +12,8 @@ from heatlit.body import skeleton as sk
 from heatlit.metrics import CocoOksAP, KeypointExpansion, SampleOksAP, expand_keypoints, oks
 from heatlit.metrics.oks import expansion_offsets, keypoint_similarity
 from heatlit.training.scoring import oks_truth
-from tests.conftest import SHARED_DATA
+from tests.test_metrics import COCO_FILE, coco_gt  # noqa: F401  (the COCO sample's persons, a fixture)
 
-COCO_FILE = SHARED_DATA / "coco_sample" / "test_coco.json"
 # COCO keypoint sigmas as published (cocodataset.org/#keypoints-eval)
 COCO_SIGMAS = (
     torch.tensor(
@@ -128,17 +126,10 @@ def test_chunks_and_nan_predictions():
 
 
 @pytest.fixture(scope="module")
-def coco_people():
-    if not COCO_FILE.is_file():
-        pytest.skip(f"COCO sample not found at {COCO_FILE} (shared fixtures absent)")
-    anns = [a for a in json.loads(COCO_FILE.read_text())["annotations"] if a["num_keypoints"] > 0]
-    kp = torch.tensor([a["keypoints"] for a in anns], dtype=torch.float64).view(-1, 17, 3)
-    return (
-        torch.tensor([a["image_id"] for a in anns]),
-        kp[..., :2],
-        kp[..., 2] > 0,
-        torch.tensor([a["area"] for a in anns], dtype=torch.float64),
-    )
+def coco_people(coco_gt):  # noqa: F811
+    """``(image ids [N], keypoints [N, 17, 2], labelled [N, 17], area [N])`` of the COCO sample's persons."""
+    anns, ids, kp, flags = coco_gt
+    return ids, kp, flags > 0, torch.tensor([a["area"] for a in anns], dtype=torch.float64)
 
 
 def test_coco_bound_is_100_within_reach_and_never_below_the_ap(coco_people):
