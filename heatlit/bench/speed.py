@@ -300,6 +300,7 @@ def figure(results: dict, metric: str, path: Path, decoders: Sequence[str] | Non
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     rows = [r for r in results["rows"] if decoders is None or r["decoder"] in decoders]
     batches = sorted({r["batch"] for r in rows})
@@ -336,8 +337,13 @@ def figure(results: dict, metric: str, path: Path, decoders: Sequence[str] | Non
                         xytext=(3, 3),
                         textcoords="offset points",
                     )
-        ax.set_xscale("log")
-        ax.set_xlabel(f"images/s, forward + decode, batch {batch} (log)")
+        speeds = [r["images_per_s"] for r in rows if r["batch"] == batch]
+        log_axis = max(speeds) > 3 * min(speeds)  # a log axis only where the speeds span a range worth it
+        if log_axis:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"images/s, forward + decode, batch {batch}{' (log)' if log_axis else ''}")
         ax.set_ylabel(f"test {metric}")
         ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], color=colours[m], label=m) for m in models]
