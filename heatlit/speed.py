@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from heatlit.bench import speed
-    from heatlit.config import ConfigError
     from heatlit.data.errors import DataError
+    from heatlit.models.checkpoint import CheckpointError
+    from heatlit.training.checks import ConfigError
 
     cfg = speed.SpeedConfig(
         checkpoints=args.checkpoints,
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = speed.run(cfg, log=lambda line: print(line, flush=True))
         paths = speed.write(results, args.out, args.metric)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(paths["md"].read_text())

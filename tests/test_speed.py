@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import pickle
 
 import pytest
 import torch
@@ -13,9 +12,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from heatlit.codecs import DarkDecoder, HeatmapGrid, gaussian_heatmaps
-from heatlit.config import ConfigError
 from heatlit.data.base import DatasetDescription
 from heatlit.metrics import build_metrics
+from heatlit.models.checkpoint import CheckpointError
 from heatlit.training.losses import HeatmapLoss
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule, resize_maps, scaled_input_size
 from heatlit.training.run import build_datamodule, build_decoders, build_module
@@ -121,16 +120,23 @@ def test_speed_entry_point_end_to_end(tmp_path, data_dir, capsys):
     assert "| tiny | 32x64 | 1+1 | dark |" in table and "img/s b4" in table
 
 
-def test_speed_refuses_code_in_a_checkpoint(tmp_path):
-    from heatlit.bench.speed import load_checkpoint
+def test_speed_refuses_code_in_a_checkpoint(tmp_path, capsys):
+    from heatlit.speed import main
 
     class Payload:
         def __reduce__(self):
             return (print, ("this ran",))
 
     bad = tmp_path / "evil.ckpt"
-    bad.write_bytes(pickle.dumps({"state_dict": Payload()}))
-    with pytest.raises(ConfigError, match="cannot be loaded as a weights-only checkpoint"):
-        load_checkpoint(bad)
-    with pytest.raises(ConfigError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "none.ckpt")
+    torch.save({"state_dict": Payload()}, bad)
+    assert main([str(bad), "--out", str(tmp_path / "out")]) == 2
+    printed = capsys.readouterr()
+    assert "refusing to load" in printed.err and "this ran" not in printed.out
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        from heatlit.bench.speed import load_run
+
+        load_run(tmp_path / "none.ckpt")
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}}, plain)
+    assert main([str(plain), "--out", str(tmp_path / "out")]) == 2
+    assert "holds no heatlit run config" in capsys.readouterr().err

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from heatlit.config import ConfigError
-from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, scaled_input_size
+from heatlit.models.checkpoint import load_checkpoint
+from heatlit.training.checks import ConfigError, check_fits
+from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, SHAPE_KEY, scaled_input_size
 
 Tensor = torch.Tensor
 
@@ -64,18 +65,11 @@ class SpeedConfig:
     extra: dict = field(default_factory=dict)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A heatlit checkpoint, loaded without executing code (``weights_only=True``); ConfigError when it is
-    missing, unreadable or not written by ``heatlit.train``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors, truncated files, zip errors alike
-        raise ConfigError(
-            f"{path} cannot be loaded as a weights-only checkpoint: {type(err).__name__}: {err}"
-        ) from err
+def load_run(path: Path) -> dict:
+    """A checkpoint written by ``heatlit.train``, loaded without running code from it (:func:`load_checkpoint`:
+    ``weights_only=True``, one-line :class:`~heatlit.models.checkpoint.CheckpointError`); ConfigError when it
+    holds no run config."""
+    checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ConfigError(f"{path} holds no heatlit run config; was it written by heatlit.train?")
     return checkpoint
@@ -111,7 +105,15 @@ def _median_seconds(fn: Callable[[], Any], iters: int, warmup: int, sync: Callab
 class Evaluation:
     """One checkpoint at one input size and test-scale option: the module, its data and its decoders."""
 
-    def __init__(self, run_cfg: DictConfig, state_dict: dict, input_size: Sequence[int], scales, device: str):
+    def __init__(
+        self,
+        run_cfg: DictConfig,
+        checkpoint: dict,
+        path: Path,
+        input_size: Sequence[int],
+        scales,
+        device: str,
+    ):
         from heatlit.training.run import build_datamodule, build_decoders, build_module
 
         cfg = run_cfg.copy()
@@ -122,11 +124,10 @@ class Evaluation:
             cfg.qualitative = 0
         self.datamodule = build_datamodule(cfg)
         self.module = build_module(cfg, self.datamodule, build_decoders(cfg))
-        missing, unexpected = self.module.load_state_dict(state_dict, strict=False)
-        if [k for k in missing if not k.startswith("scorers.")] or unexpected:
-            raise ConfigError(
-                f"checkpoint does not fit its stored model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
+        state = checkpoint["state_dict"]
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        check_fits(self.module, path, shapes, checkpoint.get(SHAPE_KEY), self.datamodule)
+        self.module.load_state_dict(state, strict=False)
         self.module.to(device).eval()
         self.device = device
 
@@ -184,7 +185,7 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     options = [(1.0,)] + ([tuple(cfg.multiscale)] if cfg.multiscale else [])
     for path in cfg.checkpoints:
-        checkpoint = load_checkpoint(Path(path))
+        checkpoint = load_run(Path(path))
         run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
         with open_dict(run_cfg):
             if cfg.flip_test is not None:
@@ -200,7 +201,7 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
                 run_cfg.decoders = {k: run_cfg.decoders[k] for k in cfg.decoders}
         model = _label(run_cfg, checkpoint, Path(path))
         trained = tuple(int(n) for n in run_cfg.data.input_size)
-        first = Evaluation(run_cfg, checkpoint["state_dict"], trained, (1.0,), cfg.device)
+        first = Evaluation(run_cfg, checkpoint, Path(path), trained, (1.0,), cfg.device)
         multiple = first.module.model.size_multiple
         for factor in cfg.resolutions:
             for scales in options:
@@ -208,7 +209,7 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
                 evaluation = (
                     first
                     if (tuple(size), scales) == (trained, (1.0,))
-                    else Evaluation(run_cfg, checkpoint["state_dict"], size, scales, cfg.device)
+                    else Evaluation(run_cfg, checkpoint, Path(path), size, scales, cfg.device)
                 )
                 started = time.perf_counter()
                 metrics = evaluation.accuracy(cfg.max_samples)
