@@ -100,7 +100,7 @@ def test_speed_entry_point_end_to_end(tmp_path, data_dir, capsys):
     argv += ["--multiscale", "1,1", "--decoders", "argmax,dark", "--threads", "1", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "threads 1 of" in printed and "load average" in printed
+    assert "threads 1 of" in printed and "load average" in printed and "round" in printed
     results = json.loads((out / "speed.json").read_text())
     rows = results["rows"]
     assert len(rows) == 2 * 2 * 2 * 2  # resolutions x scale options x batches x decoders

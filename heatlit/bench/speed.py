@@ -3,11 +3,12 @@
 For every checkpoint x input resolution x test-scale option: the test split's accuracy with every decoder
 (one forward pass per batch, every decoder on it, as training's test does), then the throughput of forward
 plus decode at each batch size, warm, on the same machine in one run. Timings are medians of ``iters``
-timed repetitions after ``warmup`` untimed ones, so a burst of load on a shared machine moves them less; the
-thread count and the load average are recorded with them.
+rounds after ``warmup`` untimed ones, each round timing every configuration once in turn, so a change of load
+on a shared machine falls on all of them alike and a burst moves a median little; the thread count and the
+load average are recorded with them.
 
 Throughput of a decoder is ``batch / (forward + decode)`` per batch: the forward pass (with flip testing and
-multi-scale testing when on, as accuracy was measured) is timed once, each decoder on its output.
+multi-scale testing when on, as accuracy was measured) is timed once per round, each decoder on its output.
 """
 
 from __future__ import annotations
@@ -89,17 +90,41 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _median_seconds(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None]) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class Timing:
+    """One timed configuration: a forward pass on fixed inputs, and each decoder on its output.
+
+    :func:`run` calls :meth:`once` for every configuration in turn, ``iters`` rounds, so a change of machine
+    load during the run falls on every configuration alike instead of on whichever ran at the time.
+    """
+
+    def __init__(self, evaluation: Evaluation, batch: int) -> None:
+        self.evaluation, self.batch = evaluation, int(batch)
+        self.images = evaluation.images(self.batch)
+        module = evaluation.module
+        self.sync = torch.cuda.synchronize if evaluation.device.startswith("cuda") else (lambda: None)
+        with torch.inference_mode():
+            self.heatmaps = module.predict_heatmaps(self.images).float()
+        self.seconds: dict[str, list[float]] = {
+            "forward": [],
+            **{n: [] for n in module.scorers["test"].decoders},
+        }
+
+    @torch.inference_mode()
+    def once(self, record: bool = True) -> None:
+        """Time one forward pass and one decode per decoder (``record=False``: warm-up)."""
+        module, scorer = self.evaluation.module, self.evaluation.module.scorers["test"]
+        jobs = [("forward", lambda: module.predict_heatmaps(self.images))]
+        jobs += [(n, lambda n=n: scorer.decode(n, self.heatmaps)) for n in scorer.decoders]
+        for name, job in jobs:
+            self.sync()
+            start = time.perf_counter()
+            job()
+            self.sync()
+            if record:
+                self.seconds[name].append(time.perf_counter() - start)
+
+    def medians(self) -> dict[str, float]:
+        return {name: statistics.median(values) for name, values in self.seconds.items()}
 
 
 class Evaluation:
@@ -153,96 +178,102 @@ class Evaluation:
         picked = [torch.from_numpy(dataset[i % len(dataset)]["image"]) for i in range(count)]
         return torch.stack(picked).to(self.device)
 
-    @torch.inference_mode()
-    def timings(self, batch: int, iters: int, warmup: int) -> dict[str, float]:
-        """``forward`` and each decoder's ``decode`` seconds per batch (medians)."""
-        images = self.images(batch)
-        sync = torch.cuda.synchronize if self.device.startswith("cuda") else (lambda: None)
-        out = {"forward": _median_seconds(lambda: self.module.predict_heatmaps(images), iters, warmup, sync)}
-        heatmaps = self.module.predict_heatmaps(images).float()
-        scorer = self.module.scorers["test"]
-        for name in scorer.decoders:
-            out[name] = _median_seconds(lambda n=name: scorer.decode(n, heatmaps), iters, warmup, sync)
-        return out
-
 
 def _label(run_cfg: DictConfig, checkpoint: dict, path: Path) -> str:
     choices = checkpoint.get(CHOICES_KEY) or {}
     return str(choices.get("model") or OmegaConf.select(run_cfg, "model._target_", default=path.stem))
 
 
+def _prepare(path: Path, cfg: SpeedConfig) -> tuple[str, DictConfig, dict]:
+    """The model label, run config (with this measurement's decoders, flip and data folder) and checkpoint."""
+    checkpoint = load_run(path)
+    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    with open_dict(run_cfg):
+        if cfg.flip_test is not None:
+            run_cfg.flip_test = cfg.flip_test
+        if cfg.data_dir is not None and OmegaConf.select(run_cfg, "data.source.data_dir") is not None:
+            run_cfg.data.source.data_dir = cfg.data_dir
+        if cfg.decoders:
+            unknown = sorted(set(cfg.decoders) - set(run_cfg.decoders))
+            if unknown:
+                raise ConfigError(
+                    f"{path}: decoders {unknown} not configured in the run (has {list(run_cfg.decoders)})"
+                )
+            run_cfg.decoders = {k: run_cfg.decoders[k] for k in cfg.decoders}
+    return _label(run_cfg, checkpoint, path), run_cfg, checkpoint
+
+
 def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure every combination; returns ``{"machine": ..., "config": ..., "rows": [...]}``.
 
-    A row: model, checkpoint, input_size [H, W], scales, decoder, batch, forward_ms, decode_ms, images_per_s,
-    and the decoder's test metrics at that input size and scale option (``metrics``).
+    First the accuracy of every checkpoint x input size x scale option, then the timings, round-robin over
+    all of them (see :class:`Timing`). A row: model, checkpoint, input_size [H, W], scales, decoder, batch,
+    forward_ms, decode_ms (medians), images_per_s, and the decoder's test metrics at that input size and
+    scale option (``metrics``).
     """
     before = machine()
     log(
         f"threads {before['torch_threads']} of {before['cpu_count']} CPUs, load average "
         f"{before['load_avg_1_5_15']}, torch {before['torch']}, device {cfg.device}"
     )
-    rows: list[dict[str, Any]] = []
     options = [(1.0,)] + ([tuple(cfg.multiscale)] if cfg.multiscale else [])
-    for path in cfg.checkpoints:
-        checkpoint = load_run(Path(path))
-        run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
-        with open_dict(run_cfg):
-            if cfg.flip_test is not None:
-                run_cfg.flip_test = cfg.flip_test
-            if cfg.data_dir is not None and OmegaConf.select(run_cfg, "data.source.data_dir") is not None:
-                run_cfg.data.source.data_dir = cfg.data_dir
-            if cfg.decoders:
-                unknown = sorted(set(cfg.decoders) - set(run_cfg.decoders))
-                if unknown:
-                    raise ConfigError(
-                        f"{path}: decoders {unknown} not configured in the run (has {list(run_cfg.decoders)})"
-                    )
-                run_cfg.decoders = {k: run_cfg.decoders[k] for k in cfg.decoders}
-        model = _label(run_cfg, checkpoint, Path(path))
+    measured: list[tuple[dict, Evaluation, dict]] = []
+    for path in map(Path, cfg.checkpoints):
+        model, run_cfg, checkpoint = _prepare(path, cfg)
         trained = tuple(int(n) for n in run_cfg.data.input_size)
-        first = Evaluation(run_cfg, checkpoint, Path(path), trained, (1.0,), cfg.device)
-        multiple = first.module.model.size_multiple
+        first = Evaluation(run_cfg, checkpoint, path, trained, (1.0,), cfg.device)
         for factor in cfg.resolutions:
+            size = scaled_input_size(trained, factor, first.module.model.size_multiple)
             for scales in options:
-                size = scaled_input_size(trained, factor, multiple)
                 evaluation = (
                     first
                     if (tuple(size), scales) == (trained, (1.0,))
-                    else Evaluation(run_cfg, checkpoint, Path(path), size, scales, cfg.device)
+                    else Evaluation(run_cfg, checkpoint, path, size, scales, cfg.device)
                 )
                 started = time.perf_counter()
                 metrics = evaluation.accuracy(cfg.max_samples)
-                scored_s = time.perf_counter() - started
-                for batch in cfg.batches:
-                    seconds = evaluation.timings(int(batch), cfg.iters, cfg.warmup)
-                    for decoder, values in metrics.items():
-                        total = seconds["forward"] + seconds[decoder]
-                        rows.append(
-                            {
-                                "model": model,
-                                "checkpoint": str(path),
-                                "input_size": list(size),
-                                "scales": list(scales),
-                                "decoder": decoder,
-                                "batch": int(batch),
-                                "forward_ms": 1e3 * seconds["forward"],
-                                "decode_ms": 1e3 * seconds[decoder],
-                                "images_per_s": batch / total,
-                                "metrics": values,
-                            }
-                        )
+                key = {
+                    "model": model,
+                    "checkpoint": str(path),
+                    "input_size": list(size),
+                    "scales": list(scales),
+                }
+                measured.append((key, evaluation, metrics))
                 log(
-                    f"{model} {size[0]}x{size[1]} scales {'+'.join(f'{s:g}' for s in scales)}: scored in "
-                    f"{scored_s:.0f} s; forward "
-                    + ", ".join(
-                        f"b{r['batch']} {r['forward_ms']:.1f} ms"
-                        for r in rows[-len(metrics) * len(cfg.batches) :: len(metrics)]
-                    )
+                    f"{model} {size[0]}x{size[1]} scales {scales_label(scales)}: test split scored in "
+                    f"{time.perf_counter() - started:.0f} s"
                 )
+    timings = [
+        (key, metrics, Timing(evaluation, b)) for key, evaluation, metrics in measured for b in cfg.batches
+    ]
+    loads = []
+    for round_ in range(cfg.warmup + cfg.iters):
+        for _, _, timing in timings:
+            timing.once(record=round_ >= cfg.warmup)
+        loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
+    log(f"timed {len(timings)} configurations x {cfg.iters} rounds (after {cfg.warmup} warm-up rounds)")
+    rows: list[dict[str, Any]] = []
+    for key, metrics, timing in timings:
+        seconds = timing.medians()
+        for decoder, values in metrics.items():
+            rows.append(
+                {
+                    **key,
+                    "decoder": decoder,
+                    "batch": timing.batch,
+                    "forward_ms": 1e3 * seconds["forward"],
+                    "decode_ms": 1e3 * seconds[decoder],
+                    "images_per_s": timing.batch / (seconds["forward"] + seconds[decoder]),
+                    "metrics": values,
+                }
+            )
     after = machine()
     return {
-        "machine": {**before, "load_avg_after": after["load_avg_1_5_15"]},
+        "machine": {
+            **before,
+            "load_avg_after": after["load_avg_1_5_15"],
+            "load_1min_during_timing": [round(min(loads), 2), round(max(loads), 2)],
+        },
         "config": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k != "checkpoints"
         }
@@ -358,7 +389,8 @@ def figure(results: dict, metric: str, path: Path, decoders: Sequence[str] | Non
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=8)
     info = results["machine"]
     fig.suptitle(
-        f"{info['torch_threads']} threads, load {info['load_avg_1_5_15'][0]:.1f} -> {info['load_avg_after'][0]:.1f}",
+        f"{info['torch_threads']} torch threads; 1-min load average {info['load_1min_during_timing'][0]:.1f}-"
+        f"{info['load_1min_during_timing'][1]:.1f} while timing (configurations timed round-robin)",
         y=0.02,
         fontsize=8,
     )
