@@ -35,7 +35,20 @@ def _ints(text: str) -> list[int]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m heatlit.speed", description=__doc__.splitlines()[0])
     p.add_argument(
-        "checkpoints", nargs="+", type=Path, help="heatlit checkpoints (a run's checkpoints/best.ckpt)"
+        "checkpoints", nargs="*", type=Path, help="heatlit checkpoints (a run's checkpoints/best.ckpt)"
+    )
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="SPEED_JSON",
+        help="measure nothing: redraw the table and figure of an earlier run's speed.json",
+    )
+    p.add_argument(
+        "--plot-decoders",
+        type=lambda t: [d for d in t.split(",") if d],
+        default=None,
+        help="decoders drawn in the figure (default: all; the table keeps all)",
     )
     p.add_argument(
         "--resolutions",
@@ -71,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if bool(args.checkpoints) == (args.from_json is not None):
+        parser.error("give checkpoints to measure, or --from-json SPEED_JSON to redraw, not both")
     if args.iters < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--iters must be >= 1, --warmup >= 0, --threads >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -96,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
     )
     try:
-        results = speed.run(cfg, log=lambda line: print(line, flush=True))
-        paths = speed.write(results, args.out, args.metric)
+        if args.from_json is not None:
+            results = speed.read(args.from_json)
+        else:
+            results = speed.run(cfg, log=lambda line: print(line, flush=True))
+        paths = speed.write(results, args.out, args.metric, args.plot_decoders)
     except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

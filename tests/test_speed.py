@@ -118,6 +118,13 @@ def test_speed_entry_point_end_to_end(tmp_path, data_dir, capsys):
     assert (out / "speed.png").stat().st_size > 10_000
     table = (out / "speed.md").read_text()
     assert "| tiny | 32x64 | 1+1 | dark |" in table and "img/s b4" in table
+    # redraw from the saved numbers: the same table, a figure of the chosen decoders and metric
+    again = tmp_path / "again"
+    argv = ["--from-json", str(out / "speed.json"), "--plot-decoders", "dark", "--metric", "pckh@0.5"]
+    assert main([*argv, "--out", str(again)]) == 0
+    assert (again / "speed.md").read_text() == table and (again / "speed.png").stat().st_size > 10_000
+    assert main(["--from-json", str(out / "speed.json"), "--plot-decoders", "nope", "--out", str(again)]) == 2
+    assert "were not measured" in capsys.readouterr().err
 
 
 def test_speed_refuses_code_in_a_checkpoint(tmp_path, capsys):

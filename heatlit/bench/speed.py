@@ -389,7 +389,7 @@ def figure(results: dict, metric: str, path: Path, decoders: Sequence[str] | Non
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=8)
     info = results["machine"]
     fig.suptitle(
-        f"{info['torch_threads']} torch threads; 1-min load average {info['load_1min_during_timing'][0]:.1f}-"
+        f"torch threads: {info['torch_threads']}; 1-min load average {info['load_1min_during_timing'][0]:.1f}-"
         f"{info['load_1min_during_timing'][1]:.1f} while timing (configurations timed round-robin)",
         y=0.02,
         fontsize=8,
@@ -400,8 +400,22 @@ def figure(results: dict, metric: str, path: Path, decoders: Sequence[str] | Non
     return path
 
 
-def write(results: dict, out: Path, metric: str | None = None) -> dict[str, Path]:
-    """``speed.json`` (everything), ``speed.csv`` (flat rows), ``speed.md`` (the table) and ``speed.png``."""
+def read(path: Path) -> dict:
+    """An earlier run's ``speed.json``; ConfigError when it is missing or not one."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from err
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list) or "machine" not in results:
+        raise ConfigError(f"{path} is not a speed.json written by python -m heatlit.speed")
+    return results
+
+
+def write(
+    results: dict, out: Path, metric: str | None = None, plot_decoders: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """``speed.json`` (everything), ``speed.csv`` (flat rows), ``speed.md`` (the table) and ``speed.png``
+    (``plot_decoders`` only, default all)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out / "speed.json",
@@ -434,9 +448,14 @@ def write(results: dict, out: Path, metric: str | None = None) -> dict[str, Path
                  f"{r['forward_ms']:.3f}", f"{r['decode_ms']:.4f}", f"{r['images_per_s']:.3f}",
                  *(r["metrics"].get(m) for m in metric_names)]
             )  # fmt: skip
+    unknown = sorted(set(plot_decoders or ()) - {r["decoder"] for r in rows})
+    if unknown:
+        raise ConfigError(
+            f"--plot-decoders {unknown} were not measured; have {sorted({r['decoder'] for r in rows})}"
+        )
     plotted = accuracy_metric(rows, metric) if rows else None
     shown = [m for m in ("pckh@0.1", "pckh@0.5", "ap", "pck@0.2", "mpjpe") if m in metric_names]
     paths["md"].write_text(table_markdown(results, shown))
     if plotted is not None:
-        figure(results, plotted, paths["png"])
+        figure(results, plotted, paths["png"], plot_decoders)
     return paths
