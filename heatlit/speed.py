@@ -3,7 +3,7 @@
 Measures test accuracy (every decoder) and throughput (forward + decode, images/s at batch 1 and 32, warm)
 for each checkpoint x input resolution (x multi-scale testing with ``--multiscale``), in one run on this
 machine, and writes ``speed.json``, ``speed.csv``, ``speed.md`` and the figure ``speed.png`` into ``--out``.
-The work is in :mod:`heatlit.bench.speed`.
+The work is in :mod:`heatlit.bench.speed_accuracy`.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: torch.cuda.is_available() is False")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from heatlit.bench import speed
+    from heatlit.bench import speed_accuracy as speed
     from heatlit.data.errors import DataError
     from heatlit.models.checkpoint import CheckpointError
     from heatlit.training.checks import ConfigError

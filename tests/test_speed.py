@@ -114,7 +114,7 @@ def test_speed_entry_point_end_to_end(tmp_path, data_dir, capsys):
         if scales == (1.0, 1.0):
             single = by[(size, (1.0,), dec, batch)]
             assert r["metrics"] == pytest.approx(single["metrics"])
-    assert results["machine"]["torch_threads"] == 1
+    assert results["machine"]["torch_threads"] == 1 and len(results["machine"]["load_average_timing"]) == 2
     assert (out / "speed.png").stat().st_size > 10_000
     table = (out / "speed.md").read_text()
     assert "| tiny | 32x64 | 1+1 | dark |" in table and "img/s b4" in table
@@ -140,7 +140,7 @@ def test_speed_refuses_code_in_a_checkpoint(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "refusing to load" in printed.err and "this ran" not in printed.out
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        from heatlit.bench.speed import load_run
+        from heatlit.bench.speed_accuracy import load_run
 
         load_run(tmp_path / "none.ckpt")
     plain = tmp_path / "plain.ckpt"

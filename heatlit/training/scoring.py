@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from heatlit.codecs import argmax_decode
+from heatlit.codecs import strongest_peak
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.metrics import SampleOksAP
 
@@ -105,13 +105,7 @@ class DecoderScorer(nn.Module):
         self.metrics_coco = nn.ModuleDict({n: make_coco() for n in self.decoders}) if make_coco else None
 
     def decode(self, name: str, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.decoders[name](heatmaps)
-        if len(out) == 3:  # multi-peak: (coords [B,K,P,n], scores [B,K,P], mask): take the strongest
-            coords, scores, mask = out
-            # no peak above the threshold: the argmax, like every single-peak decoder, not the padding
-            fallback, _ = argmax_decode(heatmaps)
-            return torch.where(mask[:, :, :1], coords[:, :, 0], fallback), scores[:, :, 0]
-        return out
+        return strongest_peak(*self.decoders[name](heatmaps))
 
     @torch.no_grad()
     def update(self, heatmaps: Tensor, batch: Mapping) -> dict[str, Tensor]:
