@@ -178,6 +178,7 @@ def test_sample_oks_ap_bad_input():
         )
     with pytest.raises(ValueError, match=">= 0"):
         metric.update(kp, torch.ones(2, 3), kp, torch.ones(2, 3, dtype=torch.bool), torch.ones(2), [-1, 1])
+    assert not metric.update_called or len(metric.keypoints) == 0  # refused batches store nothing
     empty = SampleOksAP(np.full(3, 0.1), expansion=KeypointExpansion())
     with pytest.warns(UserWarning, match="no predictions"):
         assert empty.compute_stats()["AP_bound"] == 0.0

@@ -386,21 +386,23 @@ class SampleOksAP(_OksAP):
             sample_index: ``[B]`` dataset indices >= 0: the image id of each sample (repeats count once).
             score: ``[B]`` instance scores, or None (as :meth:`CocoOksAP.update`).
         """
+        # the truth is checked before anything is stored, so a refused batch leaves the states as they were
         sample_index = torch.as_tensor(sample_index)
-        b = self._store(sample_index, keypoints, keypoint_scores, score, sample_index)
         if bool((sample_index < 0).any()):
             raise ValueError("SampleOksAP: sample_index must be >= 0 (it names the sample's image)")
-        if not isinstance(truth_keypoints, Tensor) or truth_keypoints.shape != keypoints.shape:
+        shape = tuple(getattr(keypoints, "shape", ()))
+        if not isinstance(truth_keypoints, Tensor) or tuple(truth_keypoints.shape) != shape:
             raise ValueError(
-                f"SampleOksAP: expected truth_keypoints of shape {tuple(keypoints.shape)}, "
+                f"SampleOksAP: expected truth_keypoints of shape {shape} like keypoints, "
                 f"got {tuple(getattr(truth_keypoints, 'shape', ()))}"
             )
         visible = torch.as_tensor(truth_visible)
-        if visible.shape != (b, self.num_keypoints):
+        if visible.shape != shape[:2]:
             raise ValueError(
-                f"SampleOksAP: expected truth_visible of shape [B, K], got {tuple(visible.shape)}"
+                f"SampleOksAP: expected truth_visible of shape [B, K] = {shape[:2]}, got {tuple(visible.shape)}"
             )
-        area = check_per_sample(truth_area, b, "truth_area", "SampleOksAP").double()
+        area = check_per_sample(truth_area, shape[0], "truth_area", "SampleOksAP").double()
+        self._store(sample_index, keypoints, keypoint_scores, score, sample_index)
         # a person whose truth cannot be scored (non-finite joints or area) has no labelled joints: ignored
         finite = torch.isfinite(truth_keypoints).all(-1) & torch.isfinite(area)[:, None] & (area > 0)[:, None]
         self.truth_keypoints.append(torch.nan_to_num(truth_keypoints.double()))
