@@ -16,6 +16,7 @@ from heatlit.report.collect import (
     unique_jobs,
     varying_axes,
 )
+from heatlit.report.paper import write_paper
 from heatlit.report.plots import decoders_plot, qualitative_grid, stride_plot
 from heatlit.report.tables import (
     Table,
@@ -180,8 +181,25 @@ def units(metrics: list[str]) -> str:
     return ", ".join(parts)
 
 
-def report_markdown(sweep: Sweep, figures: dict[str, Path], unreadable: list[Path]) -> str:
-    """The whole ``report.md``: header, results, encoding effect, failed jobs, figures."""
+def paper_markdown(files: dict[str, Path], lines: list[str]) -> list[str]:
+    """The section pointing at the reproduction report's layout (table2.md, table3.md, claims.md)."""
+    if not files:
+        return [f"{line}.\n" for line in lines]
+    links = ", ".join(f"[{name}]({name})" for name in files if name.endswith(".md"))
+    return [
+        "## In the reproduction report's layout\n",
+        f"Its Table 2, Table 3 and claims, ours beside its numbers: {links}.\n",
+        "".join(f"- {line}\n" for line in lines),
+    ]
+
+
+def report_markdown(
+    sweep: Sweep,
+    figures: dict[str, Path],
+    unreadable: list[Path],
+    paper: tuple[dict[str, Path], list[str]] = ({}, []),
+) -> str:
+    """The whole ``report.md``: header, results, encoding effect, the report's layout, failed jobs, figures."""
     table, effect = sweep.table(), sweep.effect()
     parts = [
         header_markdown(sweep),
@@ -196,6 +214,7 @@ def report_markdown(sweep: Sweep, figures: dict[str, Path], unreadable: list[Pat
             f"{effect.note}.\n",
             to_markdown(effect),
         ]
+    parts += paper_markdown(*paper)
     parts += ["## Failed jobs\n", failed_markdown(sweep)]
     if figures or unreadable:
         parts.append("## Figures\n")
@@ -236,7 +255,7 @@ def write_tables(sweep: Sweep, out: Path) -> dict[str, Path]:
     return written
 
 
-def print_report(sweep: Sweep, written: dict[str, Path], console) -> None:
+def print_report(sweep: Sweep, written: dict[str, Path], console, paper_lines: list[str] = ()) -> None:
     """The tables, the failed jobs and where everything went, on a rich console."""
     from rich.text import Text
 
@@ -255,6 +274,8 @@ def print_report(sweep: Sweep, written: dict[str, Path], console) -> None:
             ),
             soft_wrap=True,
         )
+    for line in paper_lines:
+        console.print(line, soft_wrap=True)
     console.print(
         f"{len(sweep.jobs)} job(s) finished, {len(sweep.failed)} failed; "
         f"total wall time {duration(sweep.wall_time_s())} on {sweep.devices()}"
@@ -288,10 +309,12 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     written = write_tables(sweep, out)
+    paper = write_paper(sweep.rows, sweep.axes, sweep.split, out)
+    written.update(paper[0])
     figures, unreadable = write_figures(sweep, out)
     written.update(figures)
     written["report.md"] = out / "report.md"
-    written["report.md"].write_text(report_markdown(sweep, figures, unreadable))
+    written["report.md"].write_text(report_markdown(sweep, figures, unreadable, paper))
     if console is not None:
-        print_report(sweep, written, console)
+        print_report(sweep, written, console, paper[1])
     return written
