@@ -32,6 +32,10 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in values]
 
 
+def _names(text: str) -> list[str]:
+    return [name for name in text.split(",") if name]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m heatlit.speed", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -46,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--plot-decoders",
-        type=lambda t: [d for d in t.split(",") if d],
+        type=_names,
         default=None,
         help="decoders drawn in the figure (default: all; the table keeps all)",
     )
@@ -59,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=_ints, default=[1, 32], help="batch sizes timed (default 1,32)")
     p.add_argument(
         "--decoders",
-        type=lambda t: [d for d in t.split(",") if d],
+        type=_names,
         default=None,
         help="decoders to keep, comma-separated (default: the run's)",
     )
