@@ -136,9 +136,8 @@ class HeatmapModule(L.LightningModule):
         if self.test_scales == (1.0,):
             return self._predict_at(image)
         size = image.shape[-2:]
-        mode = (
-            "nearest-exact" if self.description.in_channels == 1 else "bilinear"
-        )  # depth: no mixed surfaces
+        # depth resized by nearest: a blend of a person and the wall behind is a surface that exists nowhere
+        mode = "nearest-exact" if self.description.in_channels == 1 else "bilinear"
         multiple = getattr(self.model, "size_multiple", 1)
         total = None
         for factor in self.test_scales:
