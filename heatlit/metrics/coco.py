@@ -54,6 +54,13 @@ def load_coco(path: str | Path) -> COCO:
     return coco
 
 
+def instance_score(keypoint_scores: Tensor, threshold: float = 0.2) -> Tensor:
+    """A person's score from its keypoints' (HRNet's rescoring): the mean of the keypoint scores above
+    ``threshold``, 0 when none is. ``[B, K] -> [B]``."""
+    above = keypoint_scores > threshold
+    return (keypoint_scores * above).sum(1) / above.sum(1).clamp(min=1)
+
+
 class _OksAP(Metric):
     """The machinery shared by the OKS AP metrics: prediction states, the results list, ``COCOeval``.
 
@@ -117,8 +124,7 @@ class _OksAP(Metric):
         kp = keypoints.double()
         kp_scores = keypoint_scores.double()
         if score is None:
-            above = kp_scores > self.score_threshold
-            score = (kp_scores * above).sum(1) / above.sum(1).clamp(min=1)
+            score = instance_score(kp_scores, self.score_threshold)
         score = check_per_sample(score, b, "score", who).double()
         bad = (
             ~torch.isfinite(kp).all(-1).all(-1) | ~torch.isfinite(kp_scores).all(-1) | ~torch.isfinite(score)

@@ -16,6 +16,7 @@ from heatlit.report.collect import (
     unique_jobs,
     varying_axes,
 )
+from heatlit.report.failures import ERROR_LINE
 from heatlit.report.paper import write_paper
 from heatlit.report.plots import decoders_plot, qualitative_grid, stride_plot
 from heatlit.report.tables import (
@@ -97,19 +98,28 @@ def no_results_message(root: Path, failed: list[FailedJob], split: str) -> str:
     if not failed:
         return f"no Hydra job (.hydra/overrides.yaml) found under {root}"
     lines = [f"no finished job in {root}: {len(failed)} job(s), none with usable '{split}' results"]
-    lines += [f"  {relative(f.path, root)}: {f.status}" for f in failed]
+    lines += [f"  {relative(f.path, root)}: {f.describe()}" for f in failed]
     return "\n".join(lines)
 
 
 def failed_markdown(sweep: Sweep) -> str:
     if not sweep.failed:
         return "None: every job finished.\n"
-    lines = ["| job | overrides | status |", "| --- | --- | --- |"]
+    lines = ["| job | overrides | status | last error line |", "| --- | --- | --- | --- |"]
     for f in sweep.failed:
         overrides = " ".join(f.overrides) or "–"
-        status = f.status.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{relative(f.path, sweep.root)}` | `{overrides}` | {status} |")
+        status, line = (text.replace("|", "\\|").replace("\n", " ") for text in (f.status, failure_line(f)))
+        lines.append(f"| `{relative(f.path, sweep.root)}` | `{overrides}` | {status} | {line} |")
     return "\n".join(lines) + "\n"
+
+
+def failure_line(job: FailedJob) -> str:
+    """The report.md cell: the last error line and its log, the last log line when no error was found."""
+    if job.line is None:
+        return "no log line"
+    prefix = "" if job.line_kind == ERROR_LINE else f"({job.line_kind}) "
+    source = f" ({job.line_source.name})" if job.line_source is not None else ""
+    return f"{prefix}{job.line}{source}"
 
 
 def distinct(texts) -> list[str]:
@@ -270,7 +280,7 @@ def print_report(sweep: Sweep, written: dict[str, Path], console, paper_lines: l
                 ("failed job ", "bold red"),
                 relative(f.path, sweep.root),
                 f" [{' '.join(f.overrides)}]: ",
-                (f.status, "red"),
+                (f.describe(), "red"),
             ),
             soft_wrap=True,
         )

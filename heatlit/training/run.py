@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from heatlit.data.base import SPLITS
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
 from heatlit.results import (
@@ -35,10 +36,13 @@ from heatlit.training.job import (
     is_multirun,
     is_rank_zero,
     quiet_worker_logs,
+    record_failure,
     settle_job_dir,
 )
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
+from heatlit.training.noise import quiet_known_noise
 from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
+from heatlit.training.start import log_destinations, split_sizes, start_block, trainer_device
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +232,19 @@ def report(
     return results
 
 
+def log_start(
+    title: str, picked: dict, decoders, monitor: str | None, out: Path, trainer, datamodule, splits=SPLITS
+) -> None:
+    """The one block a run logs as it starts (:mod:`heatlit.training.start`); rank zero only. ``splits``: those
+    the command uses (their sizes are shown)."""
+    if not trainer.is_global_zero:
+        return
+    logs = log_destinations(trainer.loggers, out)
+    sizes = split_sizes(datamodule, splits)
+    block = start_block(title, picked, list(decoders), monitor, out, trainer_device(trainer), sizes, logs)
+    log.info("%s", block)
+
+
 def run_record(cfg: DictConfig, picked: dict, groups: dict, datamodule) -> dict:
     """What every checkpoint of the run carries beside the weights (plain containers only)."""
     desc = datamodule.description
@@ -281,6 +298,7 @@ def train(cfg: DictConfig) -> dict:
         check_fits(module, plan.ckpt, plan.state_shapes, plan.shape, datamodule)
     monitor = monitor_key(cfg, datamodule)
     trainer = build_trainer(cfg, monitor)
+    log_start("heatlit.train", picked, decoders, monitor, out, trainer, datamodule)
     try:
         ckpt = None if plan.ckpt is None else str(plan.ckpt)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
@@ -333,6 +351,22 @@ EVAL_KEYS = (
 )
 
 
+def with_data(run_cfg: DictConfig, data: DictConfig | None) -> DictConfig:
+    """A checkpoint's run config with this command's data: ``data=<name>`` replaces the data config whole (a
+    merge would mix two sources' options); settings alone (``+data.source.data_dir=...``, no ``_target_``) are
+    merged into the run's own. The model's grid (stride, depth bins) stays the checkpoint's either way."""
+    if data is None:
+        return run_cfg
+    trained = run_cfg.data
+    if "_target_" in data:
+        run_cfg.data = data
+    else:
+        run_cfg.data = OmegaConf.merge(trained, data)
+    run_cfg.data.stride = trained.stride
+    run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
+    return run_cfg
+
+
 def eval_checkpoint(target: Any) -> Path:
     """The checkpoint ``heatlit.eval`` tests: a file, or a run folder's ``checkpoints/best.ckpt``."""
     if target in (None, "", "null", "???"):
@@ -369,16 +403,12 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise ConfigError(f"{path} holds no heatlit run config; was it written by heatlit.train?")
-    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
-    # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; data, decoders and
-    # test options are this call's, each replaced whole (a merge would mix two data sources' options).
-    trained = run_cfg.data
-    for key in ("data", "decoders", "flip_test", "monitor", "qualitative", "upper_bound", "test_scales"):
+    run_cfg = with_data(OmegaConf.create(checkpoint[CONFIG_KEY]), cfg.get("data"))
+    # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; decoders and test
+    # options are this call's, each replaced whole.
+    for key in ("decoders", "flip_test", "monitor", "qualitative", "upper_bound", "test_scales"):
         if cfg.get(key) is not None:
             run_cfg[key] = cfg[key]
-    if cfg.get("data") is not None:
-        run_cfg.data.stride = trained.stride
-        run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
     run_cfg.run_choices = checkpoint.get(CHOICES_KEY)
     run_cfg.output_dir = cfg.output_dir
     run_cfg.trainer = cfg.trainer
@@ -394,6 +424,16 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     module.load_state_dict(state, strict=False)
     trainer = build_trainer(run_cfg, monitor_key(run_cfg, datamodule))
+    log_start(
+        f"heatlit.eval {path}:",
+        choices(run_cfg),
+        module.scorers["test"].decoders,
+        None,
+        output_dir(run_cfg),
+        trainer,
+        datamodule,
+        splits=("test",),
+    )
     try:
         trainer.test(module, datamodule=datamodule, verbose=False)
         extra = {"checkpoint": str(path), "wall_time_s": round(time.time() - started, 1)}
@@ -404,7 +444,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def main_guard(fn, cfg: DictConfig) -> Any:
     """Run ``fn(cfg)``; a config, checkpoint or data error (missing file, corrupt data) becomes one message and
-    exit status 2, not a traceback."""
+    exit status 2, not a traceback. Any failure is also recorded in the job's log file (``train.log``: the last
+    error line the report and the dashboard show), and the known noise of every run is silenced first."""
+    quiet_known_noise()
     try:
         return fn(cfg)
     except (ConfigError, CheckpointError, FileNotFoundError, DataError) as err:
@@ -414,9 +456,16 @@ def main_guard(fn, cfg: DictConfig) -> Any:
         kind = {ConfigError: "configuration error", CheckpointError: "checkpoint error"}.get(
             type(err), "data error"
         )
+        record_failure(err, f"{kind}: {err}")
         # escaped: a path like `runs/[/x]` is text, not rich markup
         Console(stderr=True, soft_wrap=True).print(f"[bold red]{kind}:[/] {escape(str(err))}")
         # In a multirun, Hydra records a raised job failure and runs the remaining jobs; an exit would not.
         if os.environ.get("HEATLIT_RAISE") or is_multirun():
             raise
         raise SystemExit(2) from None
+    except Exception as err:
+        record_failure(err)
+        raise
+    except KeyboardInterrupt as err:
+        record_failure(err, "KeyboardInterrupt: stopped by the user")
+        raise
