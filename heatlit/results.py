@@ -17,6 +17,8 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 
+``ap_bound`` (test only) is the keypoint-expansion upper bound of ``ap`` (``heatlit.metrics.oks``).
+
 Units: ratios (PCK, PCKh, AUC, AP, AR, and the multi-person ``peak_*`` precision / recall / F1 / AP) in
 percent; RMSE and mean error in input pixels; MPJPE in mm.
 """
@@ -43,10 +45,14 @@ METRIC_ORDER = (
     "mean_error",
     "mpjpe",
     "ap",
+    "ap_bound",
     "ap50",
     "ap75",
     "ar",
 )
+
+#: Metrics where a smaller number is better (errors); every other metric is a ratio, higher is better.
+LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
 
 
 class ResultsError(ValueError):

@@ -137,6 +137,8 @@ class SampleDataset(Dataset):
             image = T.shift_depth(image, aug.depth_shift_m)
         else:
             image = T.adjust_rgb(image, aug.brightness, aug.contrast)
+            if aug.channel_gains is not None:
+                image = T.scale_channels(image, aug.channel_gains[: image.shape[2]])
         image = T.add_occluders(image, aug.occluders, self.depth, rng)
 
         keypoints, visible = self._move(matrix, raw["keypoints"], raw["visible"])

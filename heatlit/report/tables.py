@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heatlit.report.collect import Row, natural_key
-from heatlit.results import ordered_metrics
+from heatlit.results import LOWER_IS_BETTER, ordered_metrics
 
 # Table 2 of the reproduction: these columns, when present, in METRIC_ORDER.
 TABLE_METRICS = frozenset({"pckh@0.1", "pckh@0.5", "rmse", "mpjpe", "ap"})
-LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
 LABELS = {
     "pckh@0.1": "PCKh@0.1",
     "pckh@0.5": "PCKh@0.5",

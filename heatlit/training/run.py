@@ -19,7 +19,14 @@ from omegaconf.errors import MissingMandatoryValue
 from heatlit.data.base import SPLITS
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
-from heatlit.results import FILE_NAME, decoder_table, ordered_metrics, read_results, write_results
+from heatlit.results import (
+    FILE_NAME,
+    LOWER_IS_BETTER,
+    decoder_table,
+    ordered_metrics,
+    read_results,
+    write_results,
+)
 from heatlit.training.artifacts import qualitative_figure
 from heatlit.training.checks import (
     ConfigError,
@@ -105,7 +112,7 @@ def build_decoders(cfg: DictConfig) -> dict:
 
 def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
-    from heatlit.metrics import MPJPE, CocoOksAP, PeakDetection, build_metrics
+    from heatlit.metrics import MPJPE, CocoOksAP, KeypointExpansion, PeakDetection, SampleOksAP, build_metrics
 
     desc, grid = datamodule.description, datamodule.grid
     try:
@@ -124,10 +131,17 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         make_metrics = functools.partial(PeakDetection, **(cfg.get("peaks") or {}))
     make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
-    if desc.oks_sigmas is not None:  # each stage scores against its own split's annotation file
+    if desc.oks_sigmas is not None:
+        # each stage scores against its own split's annotation file, or its samples' own persons without one
+        bound = cfg.get("upper_bound")
 
-        def make_coco(stage: str) -> CocoOksAP:
-            return CocoOksAP(ann_file=datamodule.source(stage).ann_file, sigmas=desc.oks_sigmas)
+        def make_coco(stage: str) -> CocoOksAP | SampleOksAP:
+            # the keypoint-expansion upper bound is a test-time analysis, not a model-selection metric
+            expansion = KeypointExpansion(**bound) if bound and stage == "test" else None
+            ann_file = datamodule.source(stage).ann_file
+            if ann_file is None:
+                return SampleOksAP(desc.oks_sigmas, desc.keypoints, expansion=expansion)
+            return CocoOksAP(ann_file=ann_file, sigmas=desc.oks_sigmas, expansion=expansion)
 
     return HeatmapModule(
         model=model,
@@ -142,6 +156,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         description=desc,
         flip_test=cfg.flip_test,
         qualitative=cfg.qualitative,
+        test_scales=cfg.get("test_scales") or (1.0,),
     )
 
 
@@ -151,8 +166,10 @@ def monitor_key(cfg: DictConfig, datamodule) -> str:
 
 
 def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
+    # errors (MPJPE, RMSE) are minimised, ratios maximised: the best checkpoint is the best, whichever is watched
+    mode = "min" if monitor.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
     callbacks = [
-        instantiate(node, **({"monitor": monitor} if "monitor" in node else {}))
+        instantiate(node, **({"monitor": monitor, "mode": mode} if "monitor" in node else {}))
         for node in (cfg.get("callbacks") or {}).values()
         if node
     ]
@@ -336,6 +353,8 @@ EVAL_KEYS = (
     "flip_test",
     "monitor",
     "qualitative",
+    "upper_bound",
+    "test_scales",
     "output_dir",
     "trainer",
     "logger",
@@ -398,7 +417,7 @@ def evaluate(cfg: DictConfig) -> dict:
     run_cfg = with_data(OmegaConf.create(checkpoint[CONFIG_KEY]), cfg.get("data"))
     # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; decoders and test
     # options are this call's, each replaced whole.
-    for key in ("decoders", "flip_test", "monitor", "qualitative"):
+    for key in ("decoders", "flip_test", "monitor", "qualitative", "upper_bound", "test_scales"):
         if cfg.get(key) is not None:
             run_cfg[key] = cfg[key]
     run_cfg.run_choices = checkpoint.get(CHOICES_KEY)
