@@ -14,6 +14,8 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     dataset        the dataset description: name, keypoints, flip_pairs, skeleton, in_channels, has_3d,
                    pck, norm, head_segment, root, oks_sigmas, monitor, multi_person (absent in files
                    written before it: read as false)
+    flipped        stage -> whether that stage's heatmaps were flip-averaged (``flip_val``, ``flip_test``);
+                   absent in files written before it
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 

@@ -44,7 +44,7 @@ class PoolModel(nn.Module):
         return [nn.functional.avg_pool2d(x, 4)]
 
 
-def _module(scales, flip=False):
+def _module(scales, flip=False, flip_val=False):
     desc = DatasetDescription("toy", ("a",), in_channels=1)
     return HeatmapModule(
         model=PoolModel(),
@@ -55,8 +55,40 @@ def _module(scales, flip=False):
         grid=HeatmapGrid((64, 96), 4),
         description=desc,
         flip_test=flip,
+        flip_val=flip_val,
         test_scales=scales,
     )
+
+
+class CountingPool(PoolModel):
+    calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("flip_val", [False, True])
+def test_validation_flips_only_with_flip_val_and_the_test_with_flip_test(flip_val):
+    module = _module((1.0,), flip=True, flip_val=flip_val)
+    module.model = CountingPool()
+    image = torch.rand(2, 1, 64, 96)
+    batch = {
+        "image": image,
+        "keypoints": torch.full((2, 1, 2), 40.0),
+        "visible": torch.ones(2, 1, dtype=torch.bool),
+        "norm": torch.full((2,), 10.0),
+    }
+    module.validation_step(batch, 0)
+    assert module.model.calls == (2 if flip_val else 1)
+    module.model.calls = 0
+    module.test_step(batch, 0)
+    assert module.model.calls == 2  # flip_test=True: the mirrored input too
+    module.model.calls = 0
+    torch.testing.assert_close(module.predict_heatmaps(image, flip=False), nn.functional.avg_pool2d(image, 4))
+    assert module.model.calls == 1
+    module.predict_heatmaps(image)  # inference's default: flip_test
+    assert module.model.calls == 3
 
 
 def test_multiscale_averages_maps_that_agree_on_the_keypoint():

@@ -151,6 +151,7 @@ def test_train_entry_point_end_to_end(trained):
     assert run.grid == HeatmapGrid((32, 64), 4).describe()  # data.input_size=[32,64], stride 4
     assert run.dataset["name"] == "synth" and len(run.dataset["keypoints"]) == 18
     assert run.facts["monitor"] == "val/dark/pckh@0.1" and run.facts["epochs"] == 1
+    assert run.facts["flipped"] == {"val": False, "test": True}  # flip_val=false, flip_test=true
     test = run.stage("test")
     assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
     for metrics in test.values():

@@ -13,6 +13,7 @@ from torch import nn
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
+from heatlit.training.optim import build_optimizer
 from heatlit.training.peaks import PeakScorer
 from heatlit.training.scoring import DecoderScorer
 
@@ -72,11 +73,15 @@ class HeatmapModule(L.LightningModule):
         make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
             :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
             OKS AP metric (each split has its own annotation file).
-        optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
+        optimizer: partial ``params -> torch.optim.Optimizer`` (built with torch's fused or foreach step where
+            it has one: :mod:`heatlit.training.optim`); scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
         grid: the heatmap grid the model predicts on (the data module's).
         description: the data's :class:`DatasetDescription` (flip test, qualitative figure, results.json).
-        flip_test: average each prediction with the prediction on the mirrored input.
+        flip_test: at test time (and in :meth:`predict_heatmaps`), average each prediction with the prediction
+            on the mirrored input.
+        flip_val: the same on the validation split. Off by default: validation only ranks checkpoints, and the
+            flip doubles its forward passes every epoch; the test reports the flip-averaged numbers.
         test_scales: multi-scale testing: run the model on the input resized by each factor, resize its
             heatmaps back to the grid and average them (``(1.0,)``: single scale). Needs the aligned mapping.
         qualitative: how many test samples to keep for the qualitative figure.
@@ -93,6 +98,7 @@ class HeatmapModule(L.LightningModule):
         description: DatasetDescription,
         scheduler: Callable | None = None,
         flip_test: bool = True,
+        flip_val: bool = False,
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
         qualitative: int = 8,
@@ -103,7 +109,7 @@ class HeatmapModule(L.LightningModule):
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.grid, self.description = grid, description
-        self.flip_test = bool(flip_test)
+        self.flip_test, self.flip_val = bool(flip_test), bool(flip_val)
         self.test_scales = tuple(float(f) for f in test_scales)
         if not self.test_scales or any(not f > 0 for f in self.test_scales):
             raise ValueError(f"test_scales must be positive factors, got {list(test_scales)}")
@@ -135,11 +141,13 @@ class HeatmapModule(L.LightningModule):
     def forward(self, image: Tensor) -> list[Tensor]:
         return self.model(image)
 
-    def predict_heatmaps(self, image: Tensor) -> Tensor:
-        """Final-stage heatmaps ``[B, K, ...]`` on the grid of ``image``, flip-averaged when flip testing is on
-        and averaged over :attr:`test_scales` (each scale's maps resized back to the scale-1 size)."""
+    def predict_heatmaps(self, image: Tensor, flip: bool | None = None) -> Tensor:
+        """Final-stage heatmaps ``[B, K, ...]`` on the grid of ``image``, flip-averaged when ``flip`` (default:
+        :attr:`flip_test`) and averaged over :attr:`test_scales` (each scale's maps resized back to the scale-1
+        size)."""
+        flip = self.flip_test if flip is None else bool(flip)
         if self.test_scales == (1.0,):
-            return self._predict_at(image)
+            return self._predict_at(image, flip)
         size = image.shape[-2:]
         # depth resized by nearest: a blend of a person and the wall behind is a surface that exists nowhere
         mode = "nearest-exact" if self.description.in_channels == 1 else "bilinear"
@@ -148,16 +156,16 @@ class HeatmapModule(L.LightningModule):
         for factor in self.test_scales:
             scaled = scaled_input_size(size, factor, multiple)
             heatmaps = self._predict_at(
-                image if tuple(scaled) == tuple(size) else resize_maps(image, scaled, mode)
+                image if tuple(scaled) == tuple(size) else resize_maps(image, scaled, mode), flip
             )
             if tuple(heatmaps.shape[-2:]) != tuple(self.grid.heatmap_size[-2:]):
                 heatmaps = resize_maps(heatmaps, self.grid.heatmap_size[-2:])
             total = heatmaps if total is None else total + heatmaps
         return total / len(self.test_scales)
 
-    def _predict_at(self, image: Tensor) -> Tensor:
+    def _predict_at(self, image: Tensor, flip: bool) -> Tensor:
         heatmaps = self.model(image)[-1]
-        if self.flip_test:
+        if flip:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
             heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.description.flip_index))
         return heatmaps
@@ -176,7 +184,7 @@ class HeatmapModule(L.LightningModule):
         return total
 
     def _evaluate(self, stage: str, batch: dict) -> None:
-        heatmaps = self.predict_heatmaps(batch["image"])
+        heatmaps = self.predict_heatmaps(batch["image"], self.flip_test if stage == "test" else self.flip_val)
         predictions = self.scorers[stage].update(heatmaps, batch)
         if stage == "test" and self._kept() < self.qualitative:
             self._keep(batch, heatmaps, predictions)
@@ -225,7 +233,7 @@ class HeatmapModule(L.LightningModule):
         self._log_results("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         return {

@@ -155,6 +155,8 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         grid=grid,
         description=desc,
         flip_test=cfg.flip_test,
+        # a config written before flip_val existed flipped validation whenever it flipped the test
+        flip_val=cfg.get("flip_val", cfg.flip_test),
         qualitative=cfg.qualitative,
         test_scales=cfg.get("test_scales") or (1.0,),
     )
@@ -214,6 +216,9 @@ def report(
     results = module.results
     if not trainer.is_global_zero:
         return results
+    # which stages' numbers are flip-averaged (validation and test may differ: flip_val, flip_test)
+    flipped = {"val": module.flip_val, "test": module.flip_test}
+    extra = {**extra, "flipped": {stage: flipped[stage] for stage in results if stage in flipped}}
     if "test" in results:
         Console().print(decoder_table(results["test"], "test"))
         metrics = ordered_metrics({m for v in results["test"].values() for m in v})
