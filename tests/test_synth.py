@@ -270,7 +270,7 @@ def test_renderer_ground_truth_agrees_with_rendered_body():
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
-    SynthSource(str(root), "train", mocap_path=None, **TINY)
+    SynthSource(str(root), "train", mocap_path=None, workers=1, **TINY)  # in-process: the reference bytes
     return root
 
 
@@ -377,10 +377,20 @@ def test_generation_is_deterministic_across_dirs_and_workers(tmp_path: Path, tin
     ref = _manifest(next(tiny_cache.glob("synth-*")))
     monkeypatch.setattr(cache, "_CHUNK", 5)  # jobs split sequences: poses must not depend on the chunk
     other = SynthSource(str(tmp_path), "train", mocap_path=None, workers=2, **TINY)
-    assert _manifest(other.cache_dir)["splits"] == ref["splits"]
+    assert _manifest(other.cache_dir)["splits"] == ref["splits"]  # SHA-256 of every file: bit-identical
     changed = SynthSource(str(tmp_path), "train", mocap_path=None, **{**TINY, "seed": 7})
     assert changed.cache_dir != other.cache_dir
     assert _manifest(changed.cache_dir)["splits"]["train"] != ref["splits"]["train"]
+
+
+def test_render_workers_follow_free_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    assert cache.free_cores() == 2 and cache.render_workers(16) == 2 and cache.render_workers(1) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 0.0, 0.0))  # two cores, both busy elsewhere
+    assert cache.free_cores() == 1 and cache.render_workers(16) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert cache.free_cores() == 30 and cache.render_workers(100) == 8
 
 
 def test_splits_disjoint_subjects_and_activities(tiny_cache: Path):
