@@ -14,7 +14,10 @@ ADAM = functools.partial(torch.optim.Adam, lr=2.0e-3, betas=(0.9, 0.999), weight
 def _tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1)
+        torch.nn.Conv2d(2, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 3, 1),
     )
 
 

@@ -1,4 +1,5 @@
-"""``python -m heatlit.bench codecs [--device cpu|cuda|all] [--repeats N] [--threads 1,2] [--trials N] [--quick] [--json PATH] [--strict]``.
+"""``python -m heatlit.bench codecs [--device cpu|cuda|all] [--repeats N] [--threads 1,2] [--trials N] [--quick] [--json PATH] [--strict]``
+or ``python -m heatlit.bench train [--steps N] [--rounds R] [--json PATH] [key=value ...]``.
 
 Exit code 0 unless the arguments are wrong (2), or ``--strict`` is given and a target failed (1).
 """
@@ -29,7 +30,9 @@ def _thread_counts(text: str) -> tuple[int, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m heatlit.bench", description=__doc__.splitlines()[0])
-    p.add_argument("suite", choices=["codecs"], help="which benchmark to run")
+    p.add_argument(
+        "suite", choices=["codecs", "train"], help="which benchmark to run (train: see `train -h`)"
+    )
     p.add_argument(
         "--device",
         choices=["cpu", "cuda", "all"],
@@ -52,8 +55,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m heatlit.bench train",
+        description="where a training step of the default experiment goes; Lightning vs the bare loop",
+    )
+    p.add_argument("suite", choices=["train"])
+    p.add_argument("--steps", type=int, default=20, help="training steps per arm and round (default 20)")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved bare / Lightning rounds (default 4)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write every number here")
+    p.add_argument("overrides", nargs="*", help="config overrides, as for heatlit.train (model=hrnet ...)")
+    return p
+
+
+def _console() -> Console:
+    console = Console()
+    # piped or captured: Rich would wrap the tables at 80 columns
+    return console if console.is_terminal else Console(width=200)
+
+
+def _write_json(path: Path | None, results: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def train_main(argv: list[str]) -> int:
+    from heatlit.bench import train
+
+    parser = _train_parser()
+    args = parser.parse_intermixed_args(argv)
+    if args.steps < 1 or args.rounds < 1:
+        parser.error("--steps and --rounds must be >= 1")
+    _write_json(args.json, train.run(args.overrides, args.steps, args.rounds, _console()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the benchmark, return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        return train_main(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
@@ -68,13 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
     }
     cfg = config_from_args(args.quick, args.repeats, args.trials, args.threads)
-    console = Console()
-    if not console.is_terminal:  # piped or captured: Rich would wrap the tables at 80 columns
-        console = Console(width=200)
-    results = codecs.run(cfg, devices[args.device], console)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    results = codecs.run(cfg, devices[args.device], _console())
+    _write_json(args.json, results)
     return 1 if args.strict and not results["all_passed"] else 0
 
 
