@@ -88,12 +88,72 @@ class _Clock:
         return (*self(), helpers_cpu())
 
 
-class _EpochTimer(L.Callback):
-    """Times the training epoch from just before its first batch is fetched to the end of its last step."""
+class _PhaseTimer(L.Callback):
+    """Inside a Lightning epoch: the wall / CPU seconds of the epoch and of each phase of its steps.
+
+    data: the loader building a batch (``num_workers=0``: in this process); forward: the model's forward
+    to the end of the loss; backward: ``on_before_backward`` to ``on_after_backward``; optimizer:
+    ``on_before_optimizer_step`` (after the closure) to the end of the optimiser's step (its post hook). What is left of the epoch is Lightning's: hooks, logging, the
+    progress bar, moving the batch, the closure.
+    """
 
     def __init__(self, clock: _Clock) -> None:
         self.clock = clock
         self.start = self.end = (0.0, 0.0, 0.0)
+        self.phases = {p: [0.0, 0.0] for p in PHASES}
+        self._open: dict[str, tuple[float, float]] = {}
+        self._handles: list = []
+        self._detach_data = lambda: None
+
+    def begin(self, phase: str) -> None:
+        self._open[phase] = self.clock()
+
+    def finish(self, phase: str) -> None:
+        if phase in self._open:
+            (w0, c0), (w1, c1) = self._open.pop(phase), self.clock()
+            self.phases[phase][0] += w1 - w0
+            self.phases[phase][1] += c1 - c0
+
+    def attach(self, module, loader) -> None:
+        """Time the loader's batches and the module's forward + loss (hooks removed by :meth:`detach`)."""
+        dataset, collate = loader.dataset, loader.collate_fn
+
+        def getitems(indices):
+            self.begin("data")
+            return [dataset[i] for i in indices]
+
+        def timed_collate(items):
+            try:
+                return collate(items)
+            finally:
+                self.finish("data")
+
+        dataset.__getitems__ = getitems  # the loader's fetcher prefers it to dataset[i], one call per batch
+        loader.collate_fn = timed_collate
+        self._detach_data = lambda: delattr(dataset, "__getitems__")
+        self._handles += [
+            module.model.register_forward_pre_hook(lambda *_: self.begin("forward")),
+            module.loss.register_forward_hook(lambda *_: self.finish("forward")),
+        ]
+
+    def detach(self) -> None:
+        self._detach_data()
+        for handle in self._handles:
+            handle.remove()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for optimizer in trainer.optimizers:
+            self._handles.append(optimizer.register_step_post_hook(lambda *_: self.finish("optimizer")))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        # Lightning runs the closure (forward, backward) inside optimizer.step, then this hook, then the update
+        self.begin("optimizer")
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.begin("backward")
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.finish("backward")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start = self.clock.with_helpers()
@@ -127,10 +187,10 @@ def bare_steps(module, loader, steps: int, clock: _Clock) -> dict[str, list[floa
 
 def lightning_epoch(cfg: DictConfig, module, datamodule, steps: int, clock: _Clock) -> dict[str, float]:
     """One ``trainer.fit`` epoch of ``steps`` steps with the run's trainer, callbacks and loggers (no
-    validation): the epoch's wall / cpu seconds and the whole fit's."""
+    validation): the epoch's wall / cpu seconds, its phases (:class:`_PhaseTimer`) and the whole fit's."""
     from heatlit.training.run import build_trainer, finish_loggers, monitor_key
 
-    timer = _EpochTimer(clock)
+    timer = _PhaseTimer(clock)
     with open_dict(cfg):
         cfg.trainer.max_epochs = 1
         cfg.trainer.limit_train_batches = steps
@@ -138,16 +198,27 @@ def lightning_epoch(cfg: DictConfig, module, datamodule, steps: int, clock: _Clo
         cfg.trainer.enable_model_summary = False
     trainer = build_trainer(cfg, monitor_key(cfg, datamodule))
     trainer.callbacks.insert(0, timer)
+    make_loader = datamodule.train_dataloader
+
+    def timed_loader():
+        loader = make_loader()
+        timer.attach(module, loader)
+        return loader
+
+    datamodule.train_dataloader = timed_loader
     start = clock()
     try:
         trainer.fit(module, datamodule=datamodule)
     finally:
+        del datamodule.train_dataloader  # the class's method again
+        timer.detach()
         finish_loggers(trainer)
     end = clock()
     return {
         "epoch_wall": timer.end[0] - timer.start[0],
         "epoch_cpu": timer.end[1] - timer.start[1],
         "epoch_helpers_cpu": timer.end[2] - timer.start[2],
+        "phases": {p: tuple(v) for p, v in timer.phases.items()},
         "fit_wall": end[0] - start[0],
         "fit_cpu": end[1] - start[1],
     }
@@ -202,51 +273,74 @@ def build_trainer_device(cfg: DictConfig) -> torch.device:
 
 
 def summarise(bare: list[dict], light: list[dict], steps: int) -> dict:
-    """Per-step phase times (median over rounds of each round's total), the framework overhead paired per
-    round, and the fit's fixed cost."""
-    out: dict = {"phases_ms": {}, "phases_cpu_ms": {}}
+    """Per-step times, medians over rounds. ``phases_ms`` / ``phases_cpu_ms``: data, forward, backward, optimizer
+    and framework (the rest of the epoch) inside the Lightning epochs, measured in the same epoch; ``bare_*``:
+    the bare loop's step; ``overhead_*``: Lightning's epoch over the bare loop's, paired per round."""
+
+    def per_step(values) -> float:
+        return statistics.median(values) / steps * 1e3
+
+    out: dict = {"phases_ms": {}, "phases_cpu_ms": {}, "bare_phases_ms": {}}
     for phase in PHASES:
-        out["phases_ms"][phase] = statistics.median(sum(w for w, _ in b[phase]) for b in bare) / steps * 1e3
-        out["phases_cpu_ms"][phase] = (
-            statistics.median(sum(c for _, c in b[phase]) for b in bare) / steps * 1e3
-        )
+        out["phases_ms"][phase] = per_step(x["phases"][phase][0] for x in light)
+        out["phases_cpu_ms"][phase] = per_step(x["phases"][phase][1] for x in light)
+        out["bare_phases_ms"][phase] = per_step(sum(w for w, _ in b[phase]) for b in bare)
+    out["phases_ms"]["framework"] = per_step(
+        x["epoch_wall"] - sum(v[0] for v in x["phases"].values()) for x in light
+    )
+    out["phases_cpu_ms"]["framework"] = per_step(
+        x["epoch_cpu"] - sum(v[1] for v in x["phases"].values()) for x in light
+    )
+    out["lightning_step_ms"] = per_step(x["epoch_wall"] for x in light)
+    out["lightning_step_cpu_ms"] = per_step(x["epoch_cpu"] for x in light)
+    out["framework_share"] = statistics.median(
+        1 - sum(v[0] for v in x["phases"].values()) / x["epoch_wall"] for x in light
+    )
+    out["framework_share_cpu"] = statistics.median(
+        1 - sum(v[1] for v in x["phases"].values()) / x["epoch_cpu"] for x in light
+    )
     bare_wall = [sum(w for p in PHASES for w, _ in b[p]) for b in bare]
     bare_cpu = [sum(c for p in PHASES for _, c in b[p]) for b in bare]
-    out["bare_step_ms"] = statistics.median(bare_wall) / steps * 1e3
-    out["lightning_step_ms"] = statistics.median(x["epoch_wall"] for x in light) / steps * 1e3
-    out["overhead_wall"] = statistics.median(
-        x["epoch_wall"] / b - 1 for x, b in zip(light, bare_wall, strict=True)
-    )
-    out["overhead_cpu"] = statistics.median(
-        x["epoch_cpu"] / b - 1 for x, b in zip(light, bare_cpu, strict=True)
-    )
-    out["overhead_wall_rounds"] = [x["epoch_wall"] / b - 1 for x, b in zip(light, bare_wall, strict=True)]
+    out["bare_step_ms"] = per_step(bare_wall)
+    pairs = list(zip(light, bare_wall, bare_cpu, strict=True))
+    out["overhead_wall_rounds"] = [x["epoch_wall"] / w - 1 for x, w, _ in pairs]
+    out["overhead_wall"] = statistics.median(out["overhead_wall_rounds"])
+    out["overhead_cpu"] = statistics.median(x["epoch_cpu"] / c - 1 for x, _, c in pairs)
     out["fit_fixed_s"] = statistics.median(x["fit_wall"] - x["epoch_wall"] for x in light)
     # wandb's service and any loader workers: CPU taken from the same cores while the epoch ran
-    out["helpers_cpu_ms"] = statistics.median(x["epoch_helpers_cpu"] for x in light) / steps * 1e3
+    out["helpers_cpu_ms"] = per_step(x["epoch_helpers_cpu"] for x in light)
     return out
 
 
 def render(results: dict, console: Console) -> None:
-    """The breakdown as one table: each phase's time per step and its share of Lightning's step."""
-    step = results["lightning_step_ms"]
+    """The breakdown as one table: each part's time per Lightning step and its share of that step."""
+    step, step_cpu = results["lightning_step_ms"], results["lightning_step_cpu_ms"]
+    load = results["load_average"]
     table = Table(
-        title=f"training step, {results['steps']} steps x {results['rounds']} rounds, {results['device']} "
-        f"(medians over rounds; load {results['load_average'][0]} -> {results['load_average'][-1]})"
+        title=f"one Lightning training step of {results['steps']}, {results['rounds']} rounds, {results['device']} "
+        f"(medians over rounds; load average {load[0][0] if load[0] else '?'} -> {load[-1][0] if load[-1] else '?'})"
     )
-    for col in ("part", "ms / step", "CPU ms / step", "share of the Lightning step"):
-        table.add_column(col, justify="right" if col != "part" else "left")
-    for phase in PHASES:
-        ms, cpu = results["phases_ms"][phase], results["phases_cpu_ms"][phase]
-        table.add_row(phase, f"{ms:.1f}", f"{cpu:.1f}", f"{ms / step:.1%}")
-    framework = step - results["bare_step_ms"]
-    table.add_row("framework (Lightning)", f"{framework:.1f}", "", f"{framework / step:.1%}")
-    table.add_row("Lightning step", f"{step:.1f}", "", "100%")
-    table.add_row("helper processes (wandb, workers)", "", f"{results['helpers_cpu_ms']:.1f}", "")
+    for col in ("part", "wall ms", "share", "CPU ms", "CPU share", "bare loop wall ms"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for part in (*PHASES, "framework"):
+        ms, cpu = results["phases_ms"][part], results["phases_cpu_ms"][part]
+        bare = results["bare_phases_ms"].get(part)
+        table.add_row(
+            part if part != "framework" else "framework (Lightning)",
+            f"{ms:.1f}",
+            f"{ms / step:.1%}",
+            f"{cpu:.1f}",
+            f"{cpu / step_cpu:.1%}",
+            "" if bare is None else f"{bare:.1f}",
+        )
+    table.add_row("step", f"{step:.1f}", "100%", f"{step_cpu:.1f}", "100%", f"{results['bare_step_ms']:.1f}")
     console.print(table)
     console.print(
-        f"Lightning over the bare loop: {results['overhead_wall']:+.1%} wall, {results['overhead_cpu']:+.1%} "
-        f"process CPU (median of {results['rounds']} paired rounds: "
+        f"framework share of the step, measured in the same epochs: {results['framework_share']:.1%} wall, "
+        f"{results['framework_share_cpu']:.1%} CPU. Lightning's epoch over the bare loop's, paired per round: "
+        f"{results['overhead_wall']:+.1%} wall ("
         + ", ".join(f"{v:+.1%}" for v in results["overhead_wall_rounds"])
-        + f"); a fit's fixed cost (set-up, loggers, end-of-epoch checkpoint): {results['fit_fixed_s']:.2f} s"
+        + f"), {results['overhead_cpu']:+.1%} CPU. Helper processes (wandb's service): "
+        f"{results['helpers_cpu_ms']:.1f} CPU ms per step. A fit's fixed cost (set-up, loggers, the end-of-epoch "
+        f"checkpoint): {results['fit_fixed_s']:.2f} s."
     )

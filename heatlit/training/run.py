@@ -189,7 +189,20 @@ def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
         and torch.cuda.device_count() > 1
     ):
         devices = {"devices": [lease_gpu(torch.cuda.device_count())]}
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **devices)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **devices)
+    unfilled_memory()
+    return trainer
+
+
+def unfilled_memory() -> None:
+    """Keep deterministic kernels, drop torch's NaN fill of every new uninitialised tensor.
+
+    ``trainer.deterministic`` turns on ``torch.use_deterministic_algorithms``, which also fills each
+    ``torch.empty`` with NaN so that code reading memory it never wrote shows it. heatlit writes every buffer
+    before reading it (the same weights with and without the fill: tests/test_determinism.py), and the fill
+    cost ~6 % of every CPU forward and backward of the default experiment (``make bench train``).
+    """
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def wandb_loggers(trainer: L.Trainer) -> list:
