@@ -9,6 +9,7 @@ import pytest
 
 from heatlit.bench import train
 from heatlit.bench.__main__ import main
+from tests.conftest import TINY_DEPTH
 
 
 def _light(epoch, phases, helpers=0.0):
@@ -50,18 +51,7 @@ def test_helpers_cpu_is_a_finite_count():
 def test_bench_train_end_to_end(tmp_path):
     data = tmp_path / "data"
     out = tmp_path / "bench.json"
-    tiny = [
-        "data.source.width=64",
-        "data.source.height=32",
-        "data.input_size=[32,64]",
-        "data.source.train_frames=16",
-        "data.source.val_frames=8",
-        "data.source.test_frames=8",
-        "data.batch_size=4",
-        f"data.source.data_dir={data}",
-        "logger=csv",
-        "callbacks.progress=null",
-    ]
+    tiny = [*TINY_DEPTH, f"data.source.data_dir={data}", "logger=csv"]  # two batches of 8
     assert main(["train", "--steps", "2", "--rounds", "2", "--json", str(out), *tiny]) == 0
     res = json.loads(out.read_text())
     assert res["steps"] == 2 and res["rounds"] == 2 and len(res["overhead_wall_rounds"]) == 2

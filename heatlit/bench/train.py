@@ -243,13 +243,13 @@ def run(overrides: Sequence[str], steps: int, rounds: int, console: Console | No
         datamodule = build_datamodule(cfg)
         module = build_module(cfg, datamodule, build_decoders(cfg))
         datamodule.setup("fit")
-        trainer_probe = build_trainer_device(cfg)
-        module.to(trainer_probe)
-        clock = _Clock(trainer_probe)
+        device = run_device(cfg)
+        module.to(device)
+        clock = _Clock(device)
         # Warm-up of both arms (allocator, first calls); the trainer also sets the run's torch flags
         # (deterministic kernels), which then hold for the bare loop as well.
         lightning_epoch(cfg.copy(), module, datamodule, 2, clock)
-        module.to(trainer_probe)
+        module.to(device)
         bare_steps(module, datamodule.train_dataloader(), 2, clock)
         bare: list[dict[str, list[tuple[float, float]]]] = []
         light: list[dict[str, float]] = []
@@ -258,7 +258,7 @@ def run(overrides: Sequence[str], steps: int, rounds: int, console: Console | No
             arms = ("bare", "lightning") if r % 2 == 0 else ("lightning", "bare")
             for arm in arms:
                 if arm == "bare":
-                    module.to(trainer_probe)
+                    module.to(device)
                     bare.append(bare_steps(module, datamodule.train_dataloader(), steps, clock))
                 else:
                     light.append(lightning_epoch(cfg.copy(), module, datamodule, steps, clock))
@@ -269,8 +269,8 @@ def run(overrides: Sequence[str], steps: int, rounds: int, console: Console | No
             "steps": steps,
             "rounds": rounds,
             "overrides": list(overrides),
-            "device": str(trainer_probe),
-            "environment": environment([trainer_probe.type]),
+            "device": str(device),
+            "environment": environment([device.type]),
             "load_average": load,
         }
     )
@@ -278,7 +278,7 @@ def run(overrides: Sequence[str], steps: int, rounds: int, console: Console | No
     return results
 
 
-def build_trainer_device(cfg: DictConfig) -> torch.device:
+def run_device(cfg: DictConfig) -> torch.device:
     """The device ``trainer.accelerator`` picks: CUDA for ``auto``/``gpu``/``cuda`` when present, else CPU."""
     wants_gpu = str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
