@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench lint sweep clean
+.PHONY: help install train test test-all bench lint sweep study clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-9s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ lint: $(STAMP)  ## ruff
 
 sweep: $(STAMP)  ## CPU table2 sweep, then its report
 	$(PY) -m heatlit.sweep table2_cpu $(ARGS)
+
+study: $(STAMP)  ## CPU study of the encoding effect (seeds x quant/unquant, 2 jobs at once), then its 95% CIs
+	$(PY) -m heatlit.sweep study_cpu $(ARGS)
+	$(PY) -m heatlit.report.stats $$(ls -d multirun/study_cpu/*/ | tail -n 1)
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun wandb lightning_logs .pytest_cache .ruff_cache
