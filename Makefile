@@ -29,12 +29,13 @@ test: $(STAMP)  ## run the fast test suite
 test-all: $(STAMP)  ## run every test, the slow ones too
 	$(PY) -m pytest -q -m ''
 
-bench: $(STAMP)  ## codec benchmarks (speed vs loop baselines, accuracy vs Cramer-Rao)
+bench: $(STAMP)  ## codec benchmarks: speed at 1 and 2 threads vs loop baselines, accuracy vs Cramer-Rao and at the border, multi-peak on crowded maps
 	$(PY) -m heatlit.bench codecs
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff (lint and format) and the import-layer contract
 	$(PY) -m ruff check heatlit tests
 	$(PY) -m ruff format --check heatlit tests
+	$(VENV)/bin/lint-imports --no-cache
 
 sweep: $(STAMP)  ## CPU table2 sweep, then its report
 	$(PY) -m heatlit.sweep table2_cpu $(ARGS)

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 
 from heatlit.codecs import GaussianEncoder
 from heatlit.data import CocoSource, DataError, HeatmapDataModule
-from heatlit.data.coco import COCO_FLIP_PAIRS, read_rgb
-from heatlit.data.transforms import affine_points, flip_permutation
+from heatlit.data.coco import COCO, read_rgb
+from heatlit.data.transforms import affine_points
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/coco_sample"
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
@@ -82,8 +82,9 @@ def test_rgb_is_converted_from_bgr(sample):
 
 def test_crops_and_the_way_back(sample):
     dm = _dm(sample)
-    assert dm.metric_kind == "coco" and dm.coco_ann_file == str(ANN)
-    assert dm.num_joints == 17 and dm.in_channels == 3 and dm.heatmap_size == (64, 48)
+    desc = dm.description
+    assert (desc.name, desc.pck, desc.monitor, dm.source("val").ann_file) == ("coco", "pck", "ap", str(ANN))
+    assert desc.num_keypoints == 17 and desc.in_channels == 3 and dm.grid.heatmap_size == (64, 48)
     b = _batch(dm)
     assert b["image"].shape == (12, 3, 256, 192) and b["heatmaps"].shape == (12, 17, 64, 48)
     anns = {a["id"]: a for a in json.loads(ANN.read_text())["annotations"]}
@@ -105,7 +106,7 @@ def test_augmented_crops_map_back_through_the_flip(sample):
     aug = {"flip_prob": 1.0, "scale": 0.3, "rotation_deg": 40.0, "rotation_prob": 1.0, "occluder_prob": 1.0}
     b = _batch(_dm(sample, augment=aug), "train")
     src = CocoSource(ANN, sample)
-    perm = flip_permutation(17, COCO_FLIP_PAIRS)
+    perm = np.asarray(COCO.flip_index)
     checked = 0
     for i, idx in enumerate(b["sample_index"].tolist()):
         raw = src[idx]
@@ -117,13 +118,18 @@ def test_augmented_crops_map_back_through_the_flip(sample):
 
 
 def test_flip_pairs_are_cocos(sample):
-    dm = _dm(sample)
-    assert dm.flip_pairs == [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
-    names = dm.joint_names
-    cats = json.loads(ANN.read_text())["categories"][0]["keypoints"]
-    assert names == cats
-    for left, right in dm.flip_pairs:
+    desc = _dm(sample).description
+    assert desc.flip_pairs == ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+    names = list(desc.keypoints)
+    category = json.loads(ANN.read_text())["categories"][0]
+    assert names == category["keypoints"]
+    for left, right in desc.flip_pairs:
         assert names[left].startswith("left_") and names[right] == names[left].replace("left_", "right_")
+    # the skeleton is the file's (1-based there), and the OKS sigmas pycocotools' own
+    assert sorted(desc.skeleton) == sorted((a - 1, b - 1) for a, b in category["skeleton"])
+    from pycocotools.cocoeval import Params
+
+    np.testing.assert_array_equal(desc.oks_sigmas, Params(iouType="keypoints").kpt_oks_sigmas)
 
 
 def test_coco_has_no_3d(sample):
@@ -138,12 +144,12 @@ def test_coco_option_yields_a_batch(sample):
     cfg = OmegaConf.load(CONF_DATA / "coco.yaml")
     cfg.batch_size = 4
     dm = instantiate(cfg, encoder=GaussianEncoder(sigma=2.0))
-    assert dm.input_size == (256, 192) and dm.stride == 4 and dm.num_joints == 17
+    assert dm.grid.input_size == (256, 192) and dm.grid.stride == 4 and dm.description.num_keypoints == 17
     dm.setup("fit")
     b = next(iter(dm.train_dataloader()))
     assert b["image"].shape == (4, 3, 256, 192) and b["heatmaps"].shape == (4, 17, 64, 48)
     assert torch.isfinite(b["image"]).all() and (b["target_weight"] > 0).any()
-    assert dm.coco_ann_file == str(ANN)
+    assert dm.source("val").ann_file == str(ANN)
 
 
 # ------------------------------------------------------------------------------------- bad data
@@ -187,3 +193,33 @@ def test_split_mapping(tmp_path, sample):
     assert src.ann_file == str(tmp_path / "val.json") and len(src) == 12
     with pytest.raises(KeyError, match="split 'test'"):
         CocoSource({"train": str(ANN)}, str(sample), split="test")
+
+
+def test_keypoints_outside_the_image_or_with_bad_flags_are_not_visible(tmp_path, sample, caplog):
+    """A labelled keypoint beyond its image or a flag outside 0/1/2 is dropped, counted and warned once."""
+    d = json.loads(ANN.read_text())
+    ann = next(a for a in d["annotations"] if a["image_id"] == 785 and a["num_keypoints"] == 17)
+    width, height = next((i["width"], i["height"]) for i in d["images"] if i["id"] == 785)
+    kps = ann["keypoints"]
+    kps[0 * 3 : 0 * 3 + 2] = [width + 40.0, 100.0]  # nose right of the image
+    kps[1 * 3 + 1] = -30.0  # left eye above it
+    kps[2 * 3 + 2] = 3  # right eye: no such flag
+    kps[5 * 3 + 2] = -1  # left shoulder: no such flag
+    kps[6 * 3 : 6 * 3 + 2] = [width, height]  # right shoulder on the far corner: still inside
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    with caplog.at_level(logging.WARNING, logger="heatlit.data.coco"):
+        src = CocoSource(bad, sample, split="val")
+        CocoSource(bad, sample, split="test")  # the same file again: no second warning
+    assert src.dropped == {"bad_flag": 2, "outside_image": 2, "annotations": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(bad) in warnings[0] and "2 keypoints outside their image" in warnings[0]
+    assert "2 with a visibility flag other than 0/1/2" in warnings[0]
+    visible = src[[a["id"] for a in src.instances].index(ann["id"])]["visible"]
+    assert visible.tolist() == [False, False, False, True, True, False] + [True] * 11
+    # the untouched file has none of this and warns nothing
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="heatlit.data.coco"):
+        clean = CocoSource(ANN, sample)
+    assert clean.dropped == {"bad_flag": 0, "outside_image": 0, "annotations": 0} and not caplog.records

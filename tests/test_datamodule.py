@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -14,28 +14,45 @@ from omegaconf import OmegaConf
 
 from heatlit.codecs import GaussianEncoder
 from heatlit.codecs.coords import unravel
-from heatlit.data import AugmentConfig, DataError, HeatmapDataModule, SampleDataset
+from heatlit.data import (
+    AugmentConfig,
+    DataError,
+    DatasetDescription,
+    HeatmapDataModule,
+    SampleDataset,
+    Source,
+)
 from heatlit.data.transforms import affine_points
+from tests.human4d_fixture import write_human4d_fixture
 
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 NO_AUG = dict(flip_prob=0.0, scale=0.0, rotation_prob=0.0, depth_shift_m=0.0, occluder_prob=0.0)
 
 
-class FakeDepthSource(torch.utils.data.Dataset):
+FAKE = DatasetDescription(
+    name="fake",
+    keypoints=("root", "neck", "head", "left_wrist", "right_wrist"),
+    flip_pairs=((3, 4),),
+    skeleton=((0, 1), (1, 2), (1, 3), (1, 4)),
+    in_channels=1,
+    has_3d=True,
+    head_segment=(1, 2),
+)
+
+
+class FakeDepthSource(Source):
     """Five joints projected by a pinhole camera, each drawn as a depth disk at its own depth.
 
     The pose is asymmetric (left wrist high, right wrist low) so a flip is visible, and disks are far
     apart so the depth under a keypoint names the joint. ``bad_index`` returns a malformed sample.
     """
 
-    joint_names = ["root", "neck", "head", "left_wrist", "right_wrist"]
-    flip_pairs = [(3, 4)]
-    head_segment = (1, 2)
-    in_channels = 1
+    description = FAKE
     H0, W0, RADIUS = 60, 100, 4
 
     def __init__(self, split="train", n=24, with_3d=True, bad_index=None):
         self.split, self.n, self.with_3d, self.bad_index = split, n, with_3d, bad_index
+        self.description = replace(FAKE, has_3d=with_3d)
         self.cam_K = np.array([[60.0, 0, 49.5], [0, 60.0, 29.5], [0, 0, 1]])
 
     def __len__(self):
@@ -80,10 +97,9 @@ def first_batch(dm, split="train"):
 
 def test_batch_contract_and_attributes():
     dm = make_dm(stride=4)
-    assert (dm.num_joints, dm.in_channels, dm.head_segment) == (5, 1, (1, 2))
-    assert dm.flip_pairs == [(3, 4)] and dm.joint_names[3] == "left_wrist"
-    assert (dm.input_size, dm.heatmap_size, dm.stride, dm.metric_kind) == ((48, 80), (12, 20), 4, "pckh")
-    assert dm.coco_ann_file is None and dm.heatmap_depth is None
+    assert dm.description == FAKE and dm.source("val").ann_file is None
+    grid = dm.grid
+    assert (grid.input_size, grid.heatmap_size, grid.stride, grid.depth_bins) == ((48, 80), (12, 20), 4, None)
     b = first_batch(dm)
     shapes = {k: tuple(v.shape) for k, v in b.items()}
     assert shapes == {
@@ -253,7 +269,7 @@ def test_one_encoder_call_per_batch():
 
 def test_volumetric_targets():
     dm = make_dm(heatmap_depth=8, depth_range_mm=2000, augment={"occluder_prob": 0.0})
-    assert dm.heatmap_size == (8, 12, 20)
+    assert dm.grid.heatmap_size == (8, 12, 20)
     b = first_batch(dm)
     assert b["heatmaps"].shape == (8, 5, 8, 12, 20) and b["keypoints_hm"].shape == (8, 5, 3)
     z_rel = b["joints3d"][..., 2] - b["joints3d"][..., :1, 2]
@@ -355,18 +371,11 @@ def _load(name: str, **overrides):
 def _smoke(cfg, split="train"):
     dm = instantiate(cfg, encoder=GaussianEncoder(sigma=2.0))
     b = first_batch(dm, split)
-    h, w = dm.input_size
-    assert b["image"].shape[1:] == (dm.in_channels, h, w)
-    assert b["heatmaps"].shape[1:] == (dm.num_joints, *dm.heatmap_size)
+    h, w = dm.grid.input_size
+    assert b["image"].shape[1:] == (dm.description.in_channels, h, w)
+    assert b["heatmaps"].shape[1:] == (dm.description.num_keypoints, *dm.grid.heatmap_size)
     assert torch.isfinite(b["image"]).all() and (b["target_weight"] > 0).any()
     return dm, b
-
-
-def _need(module: str, attr: str):
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        pytest.skip(f"{module}.{attr} not available yet ({err})")
 
 
 def test_synth_config_full_is_synth_at_scale():
@@ -376,7 +385,6 @@ def test_synth_config_full_is_synth_at_scale():
 
 
 def test_synth_option_yields_a_batch(tmp_path):
-    _need("heatlit.data.synth", "SynthSource")
     cfg = _load(
         "synth",
         source={
@@ -389,17 +397,16 @@ def test_synth_option_yields_a_batch(tmp_path):
         batch_size=4,
     )
     dm, b = _smoke(cfg)
-    assert dm.metric_kind == "pckh" and b["has_3d"].all()
+    assert (dm.description.name, dm.description.pck) == ("synth", "pckh") and b["has_3d"].all()
     assert b["image"].shape == (4, 1, 80, 160) and b["heatmaps"].shape[2:] == (20, 40)
 
 
 def test_human4d_option_yields_a_batch(tmp_path):
-    write = _need("heatlit.data.human4d", "write_human4d_fixture")
     root = tmp_path / "human4d"
-    truth = write(root, subjects=(1, 2), activities=("walking", "punching"), frames=1)
+    truth = write_human4d_fixture(root, subjects=(1, 2), activities=("walking", "punching"), frames=1)
     cfg = _load("human4d", source={"root": str(root)}, batch_size=2)
     dm, b = _smoke(cfg, "val")
-    assert b["image"].shape == (2, 1, 160, 320) and dm.metric_kind == "pckh" and b["has_3d"].all()
+    assert b["image"].shape == (2, 1, 160, 320) and dm.description.name == "human4d" and b["has_3d"].all()
     # Each val sample maps back (to_image) onto the renderer's ground truth of one written view.
     val = [t for t in truth if t["split"] == "val"]
     for i in range(2):
@@ -416,7 +423,6 @@ def test_human4d_root_is_required():
     stand_in = OmegaConf.merge(cfg, {"source": {"_target_": f"{__name__}.RootedSource"}})
     with pytest.raises(Exception, match=r"RootedSource needs data.source.root"):
         instantiate(stand_in)
-    _need("heatlit.data.human4d", "Human4DSource")
     with pytest.raises(Exception, match=r"data.source.root"):
         instantiate(cfg)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatlit.data import render as rd
+from heatlit.body import camera as dc
 from heatlit.data.errors import DataError
-from heatlit.data.human4d import Human4DSource, read_pgm, write_human4d_fixture, write_pgm
+from heatlit.data.human4d import Human4DSource, read_pgm
+from tests.human4d_fixture import write_human4d_fixture, write_pgm
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_round_trip_matches_renderer_ground_truth(fixture_root, split):
             assert m["pose_index"] == m["frame"] - 2
             assert s["image"].shape == (160, 320, 1) and s["image"].dtype == np.float32
             np.testing.assert_allclose(
-                rd.project(s["cam_K"], s["joints3d"].astype(np.float64)), s["keypoints"], atol=1e-3
+                dc.project(s["cam_K"], s["joints3d"].astype(np.float64)), s["keypoints"], atol=1e-3
             )
             seen += 1
     assert seen == len(gt) > 0

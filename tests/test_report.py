@@ -10,10 +10,13 @@ import sys
 import pytest
 import yaml
 
+from heatlit.codecs import HeatmapGrid
+from heatlit.data.synth import SynthSource
 from heatlit.report import collect, effect_table, results_table, varying_axes, write_report
 from heatlit.report.build import Sweep, write_tables
 from heatlit.report.cli import main
 from heatlit.report.collect import unique_jobs
+from heatlit.results import write_results
 
 DECODERS = ("argmax", "standard", "dark", "com", "soft_argmax")
 MODELS = ("hourglass_tiny", "hrnet_tiny")
@@ -68,20 +71,14 @@ def write_job(
     if raw is not None:
         (job / "results.json").write_text(raw)
     elif test is not None:
-        payload = {
-            "choices": {
-                "loss": "mse",
-                "data": "synth",
-                "sigma": 2.0,
-                "stride": 4,
-                "seed": 1314,
-                **(choices or {}),
-            },
-            "results": {"val": test, "test": test},
-            "wall_time_s": wall,
-            "device": device,
-        }
-        (job / "results.json").write_text(json.dumps(payload))
+        write_results(
+            job / "results.json",
+            {"loss": "mse", "data": "synth", "sigma": 2.0, "stride": 4, "seed": 1314, **(choices or {})},
+            {"val": test, "test": test},
+            {"wall_time_s": wall, "device": device},
+            grid=HeatmapGrid((80, 160), (choices or {}).get("stride", 4)).describe(),
+            dataset=SynthSource.description.to_dict(),
+        )
     if qualitative:
         write_png(job / "qualitative.png")
     return job
@@ -201,6 +198,9 @@ def test_report_md_and_pngs(table2_report):
     assert "- jobs: 4 finished, 0 failed" in report
     assert "- total wall time: 10 min 06 s" in report  # 150 + 151 + 152 + 153 s
     assert "- device: cpu" in report
+    # what the jobs' results.json say about their data and heatmaps
+    assert "- data: synth: 18 keypoints, pckh normalised by the head segment (neck to head top), px" in report
+    assert "- heatmaps: 20x40 at stride 4 from 80x160 inputs" in report
     assert "model=hourglass_tiny,hrnet_tiny encoding=quant,unquant" in report
     assert "| hrnet_tiny | unquant | dark | **66.50** |" in report
     assert "## Encoding effect: unquant − quant" in report
@@ -234,11 +234,50 @@ def test_failed_jobs_are_listed_and_the_rest_reported(tmp_path, capsys):
     report = (root / "report" / "report.md").read_text()
     assert "- jobs: 4 finished, 2 failed" in report
     assert (
-        "| `4_hrnet_tiny_quant_both` | `model=hrnet_tiny encoding=quant loss=both` | failed: no results.json |"
-        in report
+        "| `4_hrnet_tiny_quant_both` | `model=hrnet_tiny encoding=quant loss=both` | failed: no results.json | "
+        "no log line |" in report
     )
     assert "| `5_hrnet_tiny_unquant_both` |" in report and "unreadable results.json: " in report
     assert len(read_csv(root / "report" / "table.csv")) == 20
+
+
+def test_failed_jobs_are_named_with_their_last_error_line(tmp_path, capsys):
+    """A crashed job's train.log holds its traceback (heatlit's entry points record it): the report names the job
+    and that line, on the console and in report.md; a job whose logs name no error shows its last log line."""
+    root = table2_sweep(tmp_path / "mr")
+    crashed = write_job(root, "4_hrnet_tiny_quant_both", ["model=hrnet_tiny", "encoding=quant", "loss=both"])
+    (crashed / "train.log").write_text(
+        "[2026-01-01 10:00:00,000][heatlit.training.run][INFO] - heatlit.train model=hrnet_tiny\n"
+        "[2026-01-01 10:05:00,000][heatlit.job][ERROR] - job failed\n"
+        "Traceback (most recent call last):\n"
+        '  File "heatlit/training/run.py", line 280, in train\n'
+        "    trainer.fit(module)\n"
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    )
+    quiet = write_job(
+        root, "5_hrnet_tiny_unquant_both", ["model=hrnet_tiny", "encoding=unquant", "loss=both"]
+    )
+    (quiet / "train.log").write_text("[2026-01-01 10:00:00,000][heatlit.training.run][INFO] - epoch 3\n")
+    _, failed = collect(root)
+    assert [(f.line, f.line_kind) for f in failed] == [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "last error line"),
+        ("[2026-01-01 10:00:00,000][heatlit.training.run][INFO] - epoch 3", "last log line"),
+    ]
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "failed job 4_hrnet_tiny_quant_both [model=hrnet_tiny encoding=quant loss=both]: failed: no results.json; "
+        "last error line (train.log): torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    ) in out
+    report = (root / "report" / "report.md").read_text()
+    assert (
+        "| failed: no results.json | torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (train.log) |"
+        in report
+    )
+    assert (
+        "| (last log line) [2026-01-01 10:00:00,000][heatlit.training.run][INFO] - epoch 3 (train.log) |"
+        in report
+    )
 
 
 def test_a_finished_job_without_the_split_is_failed(tmp_path):
@@ -346,3 +385,20 @@ def test_python_m_entry_point(tmp_path, monkeypatch):
     assert exit_info.value.code == 0
     assert (tmp_path / "out" / "report.md").is_file()
     assert "- split: `val`" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_version_1_results_still_read(tmp_path):
+    """Files written before results.json had a version (no grid, no dataset) are reported as before."""
+    root = table2_sweep(tmp_path / "mr")
+    for path in root.glob("*/results.json"):
+        payload = json.loads(path.read_text())
+        for key in ("version", "grid", "dataset"):
+            del payload[key]
+        path.write_text(json.dumps(payload))
+    rows, failed = collect(root)
+    assert len(rows) == 20 and not failed and rows[0].job.grid is None
+    report = write_report(root)["report.md"].read_text()
+    assert "| hrnet_tiny | unquant | dark | **66.50** |" in report and "- heatmaps:" not in report
+    path = root / "0_hourglass_tiny_quant_mse" / "results.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "version": 99}))
+    assert "version 99" in collect(root)[1][0].status

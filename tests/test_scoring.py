@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from heatlit.codecs import ArgmaxDecoder, DarkDecoder, gaussian_heatmaps, to_heatmap
+from heatlit.codecs import ArgmaxDecoder, DarkDecoder, HeatmapGrid, gaussian_heatmaps, to_heatmap
 from heatlit.metrics import build_metrics
 from heatlit.training.module import flip_heatmaps
 from heatlit.training.scoring import DecoderScorer, lift_to_camera, to_image_space
@@ -29,7 +29,9 @@ def test_decoders_scored_on_the_same_maps_differ_only_by_decoding():
     hm, batch = _batch()
     make = functools.partial(build_metrics, "pckh", num_joints=5)
     scorer = DecoderScorer(
-        {"argmax": ArgmaxDecoder(), "dark": DarkDecoder(), "dark_again": DarkDecoder()}, make, 4
+        {"argmax": ArgmaxDecoder(), "dark": DarkDecoder(), "dark_again": DarkDecoder()},
+        make,
+        HeatmapGrid((24 * 4, 32 * 4), 4),
     )
     preds = scorer.update(hm, batch)
     results = scorer.compute()
@@ -47,10 +49,10 @@ def test_flip_heatmaps_mirrors_and_swaps_pairs():
     hm = torch.zeros(1, 3, 4, 6)
     hm[0, 0, 1, 1] = 1.0  # left joint at x=1
     hm[0, 2, 2, 4] = 1.0  # unpaired joint at x=4
-    flipped = flip_heatmaps(hm, [(0, 1)])
+    flipped = flip_heatmaps(hm, (1, 0, 2))
     assert flipped[0, 1, 1, 4] == 1.0 and flipped[0, 0].sum() == 0  # became the right joint at x = 5 - 1
     assert flipped[0, 2, 2, 1] == 1.0
-    torch.testing.assert_close(flip_heatmaps(flipped, [(0, 1)]), hm)
+    torch.testing.assert_close(flip_heatmaps(flipped, (1, 0, 2)), hm)
 
 
 def test_to_image_space_and_lift_to_camera():
@@ -61,5 +63,5 @@ def test_to_image_space_and_lift_to_camera():
     cam = torch.tensor([[[100.0, 0.0, 15.5], [0.0, 100.0, 11.5], [0.0, 0.0, 1.0]]])
     batch = {"cam_K": cam, "root_depth": torch.tensor([3000.0])}
     coords_hm = torch.tensor([[[to_heatmap(torch.tensor(35.5), 1).item(), 11.5, 15.5]]])  # D = 32
-    joints = lift_to_camera(coords_hm, batch, stride=1, depth_bins=32, depth_range_mm=2000.0)
+    joints = lift_to_camera(coords_hm, batch, HeatmapGrid((24, 32), 1, depth_bins=32, depth_range_mm=2000.0))
     torch.testing.assert_close(joints, torch.tensor([[[600.0, 0.0, 3000.0]]]))

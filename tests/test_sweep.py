@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 from tests.test_train import TINY
 
 
+@pytest.mark.slow
 def test_table2_sweep_through_cli_and_report(tmp_path, tmp_path_factory):
     sweep_dir = tmp_path / "sweep"
     data_dir = tmp_path_factory.mktemp("synth-sweep")
@@ -45,16 +46,26 @@ def test_table2_sweep_through_cli_and_report(tmp_path, tmp_path_factory):
     assert report.returncode == 0, report.stderr[-2000:]
     with open(sweep_dir / "report" / "table.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 * 5  # 4 finished runs x every decoder
+    assert len(rows) == 4 * 7  # 4 finished runs x every decoder
     assert {r["model"] for r in rows} == {"hourglass_tiny", "hrnet_tiny"}
     assert {r["encoding"] for r in rows} == {"quant", "unquant"}
-    assert {r["decoder"] for r in rows} == {"argmax", "standard", "dark", "com", "soft_argmax"}
+    assert {r["decoder"] for r in rows} == {
+        "argmax",
+        "standard",
+        "standard_top2",
+        "dark",
+        "com",
+        "mom",
+        "soft_argmax",
+    }
     text = (sweep_dir / "report" / "report.md").read_text()
     assert text.count("failed") >= 4  # the four crashed jobs are listed
     assert (sweep_dir / "report" / "decoders.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("name", ["table2", "table2_cpu", "stride", "stride_cpu", "loss", "loss_cpu"])
+@pytest.mark.parametrize(
+    "name", ["table2", "table2_synth", "table2_cpu", "stride", "stride_cpu", "loss", "loss_cpu"]
+)
 def test_every_sweep_composes_with_its_grid(name):
     from hydra import compose, initialize_config_dir
 
@@ -66,9 +77,43 @@ def test_every_sweep_composes_with_its_grid(name):
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and len(cfg.hydra.sweeper.params) == 2
 
 
-def test_sweep_entry_point_rejects_unknown_names_and_imports_the_report(capsys):
-    from heatlit.report.cli import main as report_main
+def test_sweep_entry_point_end_to_end(tmp_path):
+    """``python -m heatlit.sweep``: a one-job grid (both axes pinned) runs, then its report is written."""
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "heatlit.sweep",
+        "table2_cpu",
+        "model=hourglass_tiny",
+        "encoding=unquant",
+        "debug=fast",
+        *TINY,
+        f"data.source.data_dir={tmp_path / 'data'}",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "multirun" / "table2_cpu").iterdir()  # multirun/<name>/<timestamp>
+    assert [p.parent.name for p in sweep_dir.glob("*/results.json")] == ["0_hourglass_tiny_unquant_mse"]
+    with open(sweep_dir / "report" / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["decoder"] for r in rows] == [
+        "argmax",
+        "standard",
+        "standard_top2",
+        "dark",
+        "com",
+        "mom",
+        "soft_argmax",
+    ]
+    assert {(r["model"], r["encoding"]) for r in rows} == {("hourglass_tiny", "unquant")}
+    assert all(0 <= float(r["pckh@0.1"]) <= 100 for r in rows)
+    assert f"report: {sweep_dir.relative_to(tmp_path) / 'report' / 'report.md'}" in proc.stdout
+
+
+def test_sweep_entry_point_rejects_unknown_names(capsys):
     from heatlit.sweep import main
 
-    assert main(["nope"]) == 2 and "table2_cpu" in capsys.readouterr().err
-    assert callable(report_main)
+    assert main(["nope"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m heatlit.sweep <name>" in err and "table2_cpu" in err and "stride" in err

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from heatlit.data import render as rd
-from heatlit.data import skeleton as sk
-from heatlit.data import synth
-from heatlit.data.bvh import BvhError, euler_to_matrix, forward_kinematics, load_bvh, parse_bvh
-from heatlit.data.motion import MocapClip, forward, local_rotations, make_body, root_rotation
-from heatlit.data.synth import ACTIVITY_ORDER, SynthConfig, SynthSource, SynthWorld, render_view
+from heatlit.body import camera as dc
+from heatlit.body import skeleton as sk
+from heatlit.body.shape import make_body
+from heatlit.data.depth_humans import DEPTH_HUMANS
+from heatlit.data.errors import DataError
+from heatlit.data.generator import cache, render
+from heatlit.data.generator import scene as sc
+from heatlit.data.generator.bvh import BvhError, euler_to_matrix, forward_kinematics, load_bvh, parse_bvh
+from heatlit.data.generator.config import SynthConfig
+from heatlit.data.generator.mocap import MocapClip
+from heatlit.data.generator.motion import forward, local_rotations, root_rotation
+from heatlit.data.generator.world import ACTIVITY_ORDER, SynthWorld, render_view
+from heatlit.data.synth import SynthSource, default_mocap_path
+from tests.human4d_fixture import expand_to_33
 
 CMU_UNIT_CM = 2.54 / 0.45  # CMU ASF "length 0.45": one unit is 1/0.45 inch
 TINY = dict(width=40, height=20, train_frames=48, val_frames=16, test_frames=16, progress=False)
@@ -99,52 +109,52 @@ def test_skeleton_subset_and_flip():
     assert len(sk.HUMAN4D_33) == 33 and len(sk.JOINT_NAMES) == 18
     assert sk.JOINT_NAMES[sk.HEAD_SEGMENT[0]] == "Neck" and sk.JOINT_NAMES[sk.HEAD_SEGMENT[1]] == "HeadEnd"
     assert [sk.HUMAN4D_33.index(n) for n in sk.JOINT_NAMES] == list(sk.SUBSET_18)
-    perm = sk.flip_permutation()
+    perm = np.asarray(DEPTH_HUMANS.flip_index)
     assert np.array_equal(perm[perm], np.arange(18))
     assert sk.JOINT_NAMES[perm[sk.JOINT_NAMES.index("LeftHand")]] == "RightHand"
     j18 = np.random.default_rng(0).normal(size=(5, 18, 3))
-    assert np.array_equal(sk.select_18(sk.expand_to_33(j18)), j18)
+    assert np.array_equal(sk.select_18(expand_to_33(j18)), j18)
 
 
 # --------------------------------------------------------------------------------------- cameras
 def test_projection_of_known_points():
     K = np.array([[100.0, 0, 50], [0, 100.0, 25], [0, 0, 1]])
     pts = np.array([[0, 0, 1000], [100, -50, 1000], [1000, 500, 2000]], dtype=float)
-    np.testing.assert_allclose(rd.project(K, pts), [[50, 25], [60, 20], [100, 50]])
+    np.testing.assert_allclose(dc.project(K, pts), [[50, 25], [60, 20], [100, 50]])
     # Half resolution keeps pixel extents aligned: x' = (x + 0.5) / 2 - 0.5.
-    K2 = rd.resize_K(K, (100, 50), (50, 25))
-    np.testing.assert_allclose(rd.project(K2, pts), (rd.project(K, pts) + 0.5) / 2 - 0.5)
-    np.testing.assert_allclose(rd.project(rd.crop_K(K, 10), pts)[:, 1], [15, 10, 40])
+    K2 = dc.resize_K(K, (100, 50), (50, 25))
+    np.testing.assert_allclose(dc.project(K2, pts), (dc.project(K, pts) + 0.5) / 2 - 0.5)
+    np.testing.assert_allclose(dc.project(dc.crop_K(K, 10), pts)[:, 1], [15, 10, 40])
     # HUMAN4D: 1280x720 intrinsics / 4.
     np.testing.assert_allclose(
-        rd.sensor_to_depth_K(np.diag([900.0, 904.0, 1.0]) + [[0, 0, 640], [0, 0, 360], [0, 0, 0]]),
+        dc.sensor_to_depth_K(np.diag([900.0, 904.0, 1.0]) + [[0, 0, 640], [0, 0, 360], [0, 0, 0]]),
         [[225, 0, 160], [0, 226, 90], [0, 0, 1]],
     )
     # A camera 3 m in front of the target at the same height: target at the principal point, world +x
     # (its right) to the right, world up is image up.
-    R, t = rd.look_at([0, -3000, 1000], [0, 0, 1000])
-    cam = rd.Camera("c", K, R, t, 100, 50)
+    R, t = dc.look_at([0, -3000, 1000], [0, 0, 1000])
+    cam = dc.Camera("c", K, R, t, 100, 50)
     np.testing.assert_allclose(cam.to_cam([0, -3000, 1000]), 0, atol=1e-9)
-    xy = rd.project(K, cam.to_cam([[0, 0, 1000], [300, 0, 1000], [0, 0, 1300]]))
+    xy = dc.project(K, cam.to_cam([[0, 0, 1000], [300, 0, 1000], [0, 0, 1300]]))
     np.testing.assert_allclose(xy, [[50, 25], [60, 25], [50, 15]], atol=1e-9)
 
 
 def test_render_primitives_exact_depth():
     K = np.array([[200.0, 0, 20], [0, 200.0, 10], [0, 0, 1]])
-    cam = rd.Camera("c", K, np.eye(3), np.zeros(3), 41, 21)
-    capsule = (np.array([-100.0, 0, 2000]), np.array([100.0, 0, 2000]), 50.0, rd.LABEL_BODY)
-    ellipsoid = (np.array([0.0, 150, 3000]), np.eye(3), np.array([100.0, 60, 80]), rd.LABEL_PROP)
-    depth, label = rd.render(cam, rd.Scene(capsules=[capsule], ellipsoids=[ellipsoid]))
+    cam = dc.Camera("c", K, np.eye(3), np.zeros(3), 41, 21)
+    capsule = (np.array([-100.0, 0, 2000]), np.array([100.0, 0, 2000]), 50.0, sc.LABEL_BODY)
+    ellipsoid = (np.array([0.0, 150, 3000]), np.eye(3), np.array([100.0, 60, 80]), sc.LABEL_PROP)
+    depth, label = render.render(cam, sc.Scene(capsules=[capsule], ellipsoids=[ellipsoid]))
     # Row 10 looks along y = 0: the cylinder's near side is at z = 1950 wherever |x| < 100 mm.
-    assert depth[10, 20] == pytest.approx(1950.0, abs=1e-3) and label[10, 20] == rd.LABEL_BODY
+    assert depth[10, 20] == pytest.approx(1950.0, abs=1e-3) and label[10, 20] == sc.LABEL_BODY
     assert depth[10, 30] == pytest.approx(1950.0, abs=1e-3)  # x = 0.05 * 1950 = 97.5 mm
     # End caps: the ray at slope u passes |2000 u - 100| / |(u, 0, 1)| from the cap centre; that is
     # below 50 mm up to 15 px off centre and above it from 16 px.
     assert np.isfinite(depth[10, [5, 35]]).all() and np.isinf(depth[10, [4, 36]]).all()
     # Ellipsoid on row 20 (v = 0.05): (0.05 d / 60)^2 + (d / 80)^2 = 1 with z = 3000 - d.
     d = 1.0 / np.hypot(0.05 / 60, 1 / 80)
-    assert depth[20, 20] == pytest.approx(3000 - d, abs=1e-3) and label[20, 20] == rd.LABEL_PROP
-    assert np.isinf(depth[0, 0]) and label[0, 0] == rd.LABEL_NONE
+    assert depth[20, 20] == pytest.approx(3000 - d, abs=1e-3) and label[20, 20] == sc.LABEL_PROP
+    assert np.isinf(depth[0, 0]) and label[0, 0] == sc.LABEL_NONE
 
 
 def test_rest_pose_far_arm_hidden_behind_torso():
@@ -152,24 +162,24 @@ def test_rest_pose_far_arm_hidden_behind_torso():
     joints = forward(body, np.array([[0.0, 0.0, 950.0]]), root_rotation(np.zeros(1)), local_rotations({}, 1))[
         0
     ]
-    K = rd.resize_K(
-        rd.crop_K(rd.sensor_to_depth_K(np.array([[890.0, 0, 639.5], [0, 890, 359.5], [0, 0, 1]]))),
-        rd.CROP_SIZE,
+    K = dc.resize_K(
+        dc.crop_K(dc.sensor_to_depth_K(np.array([[890.0, 0, 639.5], [0, 890, 359.5], [0, 0, 1]]))),
+        dc.CROP_SIZE,
         (160, 80),
     )
     # The subject faces +y with its right side at +x; the camera looks at that right side from 3 m.
-    R, t = rd.look_at([3000.0, 0.0, 1000.0], [0.0, 0.0, 950.0])
-    cam = rd.Camera("side", K, R, t, 160, 80)
-    depth, label = rd.render(cam, rd.body_scene(joints, body))
+    R, t = dc.look_at([3000.0, 0.0, 1000.0], [0.0, 0.0, 950.0])
+    cam = dc.Camera("side", K, R, t, 160, 80)
+    depth, label = render.render(cam, sc.body_scene(joints, body))
     jc = cam.to_cam(joints)
-    vis = rd.joint_visibility(depth, rd.project(K, jc), jc[:, 2], body.visibility_slack)
+    vis = dc.joint_visibility(depth, dc.project(K, jc), jc[:, 2], body.visibility_slack)
     names = dict(zip(sk.JOINT_NAMES, vis))
     hidden = ("LeftArm", "LeftForeArm", "LeftHand", "LeftLeg")  # behind the torso / the near leg
     shown = ("HeadEnd", "RightArm", "RightForeArm", "RightHand", "RightLeg", "RightFoot")
     assert not any(names[n] for n in hidden), names
     assert all(names[n] for n in shown), names
     # Every joint is in frame, so the hidden ones are hidden by the z-buffer alone.
-    xy = rd.project(K, jc)
+    xy = dc.project(K, jc)
     assert ((xy >= -0.5) & (xy < [159.5, 79.5])).all()
 
 
@@ -234,7 +244,7 @@ def test_renderer_ground_truth_agrees_with_rendered_body():
                     xy, z = view["keypoints"], view["joints3d"][:, 2]
                     # Exact projections of the camera-frame joints through the stored intrinsics.
                     np.testing.assert_allclose(
-                        rd.project(cam.K, view["joints3d"].astype(np.float64)), xy, atol=1e-3
+                        dc.project(cam.K, view["joints3d"].astype(np.float64)), xy, atol=1e-3
                     )
                     px = np.clip(np.floor(xy + 0.5).astype(int), 0, [159, 79])
                     zbuf = view["clean_mm"][px[:, 1], px[:, 0]]
@@ -243,7 +253,7 @@ def test_renderer_ground_truth_agrees_with_rendered_body():
                     vis = view["visible"]
                     # Visible: the surface seen there is within the joint's slack in front of it.
                     assert np.all(zbuf[vis] >= z[vis] - slack[vis])
-                    hits = vis & (lab >= rd.LABEL_BODY) & (zbuf <= z + 5.0)
+                    hits = vis & (lab >= sc.LABEL_BODY) & (zbuf <= z + 5.0)
                     on_body += hits.sum()
                     checked += vis.sum()
                     vis_total.append(vis.mean())
@@ -271,7 +281,9 @@ def _manifest(folder: Path) -> dict:
 def test_source_sample_contract(tiny_cache: Path):
     src = SynthSource(str(tiny_cache), "train", mocap_path=None, **TINY)
     assert not src.generated and len(src) == 48
-    assert src.in_channels == 1 and src.head_segment == (2, 3) and len(src.flip_pairs) == 7
+    desc = src.description
+    assert desc.name == "synth" and desc.in_channels == 1 and desc.head_segment == (2, 3)
+    assert len(desc.flip_pairs) == 7 and desc.has_3d and desc.root == sk.HIPS
     s = src[3]
     assert s["image"].shape == (20, 40, 1) and s["image"].dtype == np.float32
     depth = s["image"][..., 0]
@@ -279,7 +291,7 @@ def test_source_sample_contract(tiny_cache: Path):
     assert s["keypoints"].dtype == np.float64 and s["keypoints"].shape == (18, 2)
     assert s["visible"].dtype == np.bool_ and s["joints3d"].dtype == np.float32
     np.testing.assert_allclose(
-        rd.project(s["cam_K"], s["joints3d"].astype(np.float64)), s["keypoints"], atol=1e-3
+        dc.project(s["cam_K"], s["joints3d"].astype(np.float64)), s["keypoints"], atol=1e-3
     )
     np.testing.assert_array_equal(s["center"], [19.5, 9.5])
     np.testing.assert_array_equal(s["scale"], [40, 20])
@@ -313,6 +325,44 @@ def test_corrupt_cache_is_rebuilt_not_read(tmp_path: Path, damage: str):
     np.testing.assert_array_equal(again[5]["image"], reference)
 
 
+def _flip_bytes_keep_size_and_time(path: Path) -> None:
+    """Corrupt the middle of a file in place: same size, same modification time."""
+    stat = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(stat.st_size // 2)
+        chunk = f.read(64)
+        f.seek(stat.st_size // 2)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_same_size_corruption_is_found_by_content_and_rerendered(tmp_path: Path, monkeypatch, caplog):
+    src = SynthSource(str(tmp_path), "val", mocap_path=None, **TINY)
+    reference = np.array(src[5]["image"])
+    target = src.cache_dir / "val_depth.npy"
+    _flip_bytes_keep_size_and_time(target)
+    monkeypatch.setattr(cache, "_VERIFIED", {})  # a new process: nothing checked yet
+    with caplog.at_level("WARNING"):
+        again = SynthSource(str(tmp_path), "val", mocap_path=None, **TINY)
+    assert again.generated, "a same-size corruption must be found and re-rendered"
+    assert str(target) in caplog.text and "SHA-256" in caplog.text
+    np.testing.assert_array_equal(again[5]["image"], reference)
+
+
+def test_corruption_after_opening_stops_a_new_process_naming_the_file(tmp_path: Path, monkeypatch):
+    src = SynthSource(str(tmp_path), "train", mocap_path=None, **TINY)
+    target = src.cache_dir / "train_keypoints.npy"
+    _flip_bytes_keep_size_and_time(target)
+    # What a DataLoader worker receives: the pickled source, in a process that has checked nothing.
+    worker_copy = pickle.loads(pickle.dumps(src))
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    with pytest.raises(
+        DataError, match=rf"^{re.escape(str(target))} does not match the SHA-256.*delete"
+    ) as err:
+        worker_copy[0]
+    assert "\n" not in str(err.value)  # one line
+
+
 def test_partial_run_leftovers_are_ignored(tmp_path: Path):
     cfg = SynthConfig(mocap_path=None, **{k: v for k, v in TINY.items() if k != "progress"})
     stale = tmp_path / f".synth-{cfg.hash()}.tmp-999999999-1"
@@ -325,7 +375,7 @@ def test_partial_run_leftovers_are_ignored(tmp_path: Path):
 
 def test_generation_is_deterministic_across_dirs_and_workers(tmp_path: Path, tiny_cache: Path, monkeypatch):
     ref = _manifest(next(tiny_cache.glob("synth-*")))
-    monkeypatch.setattr(synth, "_CHUNK", 5)  # jobs split sequences: poses must not depend on the chunk
+    monkeypatch.setattr(cache, "_CHUNK", 5)  # jobs split sequences: poses must not depend on the chunk
     other = SynthSource(str(tmp_path), "train", mocap_path=None, workers=2, **TINY)
     assert _manifest(other.cache_dir)["splits"] == ref["splits"]
     changed = SynthSource(str(tmp_path), "train", mocap_path=None, **{**TINY, "seed": 7})
@@ -368,8 +418,6 @@ def test_resolution_scales_ground_truth_exactly():
 def test_mocap_env_var_and_missing_path(tmp_path: Path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="nope.bvh"):
         SynthSource(str(tmp_path), "val", mocap_path=str(tmp_path / "nope.bvh"), **TINY)
-    from heatlit.data.synth import default_mocap_path
-
     monkeypatch.setenv("HEATLIT_MOCAP", os.fspath(tmp_path / "x.bvh"))
     assert default_mocap_path() == tmp_path / "x.bvh"
 

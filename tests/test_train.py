@@ -14,8 +14,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from heatlit.config import ConfigError
-from heatlit.training.run import evaluate, train
+from heatlit.codecs import HeatmapGrid
+from heatlit.metrics import KeypointExpansion, SampleOksAP
+from heatlit.results import SCHEMA_VERSION, read_results
+from heatlit.training.checks import ConfigError
+from heatlit.training.run import build_datamodule, build_decoders, build_module, monitor_key, train
 from tests.conftest import CONF_DIR, ROOT
 
 # A tiny rendered dataset, shared by every test of this module (generated once into a session cache).
@@ -53,6 +56,7 @@ def run_train(overrides, out: Path, data_dir: Path, config: str = "train", fn=tr
         return fn(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["hourglass_tiny", "hrnet_tiny", "simplebaseline_tiny"])
 @pytest.mark.parametrize("encoding", ["quant", "unquant"])
 @pytest.mark.parametrize("loss", ["mse", "integral", "both"])
@@ -61,7 +65,7 @@ def test_fast_dev_run_every_model_encoding_loss(model, encoding, loss, tmp_path,
         [f"model={model}", f"encoding={encoding}", f"loss={loss}", "debug=fast"], tmp_path, data_dir
     )
     test = results["test"]
-    assert set(test) == {"argmax", "standard", "dark", "com", "soft_argmax"}
+    assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
     for metrics in test.values():
         assert {"pckh@0.1", "pckh@0.5", "rmse"} <= set(metrics)
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100
@@ -70,6 +74,7 @@ def test_fast_dev_run_every_model_encoding_loss(model, encoding, loss, tmp_path,
     assert saved["results"]["test"]["dark"]["rmse"] == pytest.approx(test["dark"]["rmse"])
 
 
+@pytest.mark.slow
 def test_3d_head_with_integral_loss_reports_mpjpe(tmp_path, data_dir):
     results = run_train(
         [
@@ -85,39 +90,6 @@ def test_3d_head_with_integral_loss_reports_mpjpe(tmp_path, data_dir):
     )
     for metrics in results["test"].values():
         assert metrics["mpjpe"] > 0 and torch.isfinite(torch.tensor(metrics["mpjpe"]))
-
-
-def test_resume_from_last_matches_uninterrupted(tmp_path, data_dir):
-    common = [
-        "model=hourglass_tiny",
-        "debug=limit",
-        "callbacks=default",
-        "callbacks.progress=null",
-        "callbacks.lr=null",
-        "trainer.accelerator=cpu",
-    ]
-    full = run_train([*common, "trainer.max_epochs=2"], tmp_path / "full", data_dir)
-    run_train([*common, "trainer.max_epochs=1"], tmp_path / "part", data_dir)
-    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    assert last.is_file()
-    resumed = run_train(
-        [*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "ignored", data_dir
-    )
-    assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 2  # resumed in place
-    for decoder, metrics in full["test"].items():
-        for name, value in metrics.items():
-            assert resumed["test"][decoder][name] == pytest.approx(value, abs=1e-4), (decoder, name)
-    # the checkpoint carries its config: evaluating it reproduces the test numbers
-    best = json.loads((tmp_path / "full" / "results.json").read_text())["best_checkpoint"]
-    evaluated = run_train(
-        [f"ckpt_path={best}", "logger=none", "trainer.accelerator=cpu", "qualitative=0"],
-        tmp_path / "eval",
-        data_dir,
-        config="eval",
-        fn=evaluate,
-    )
-    for name, value in full["test"]["dark"].items():
-        assert evaluated["test"]["dark"][name] == pytest.approx(value, abs=1e-4), name
 
 
 @pytest.mark.parametrize(
@@ -142,24 +114,77 @@ def test_unknown_group_option_lists_valid_ones(tmp_path):
     assert "nope" in str(err.value)
 
 
-def test_cli_debug_fast_subprocess(tmp_path, data_dir):
-    env = {**os.environ, "WANDB_MODE": "disabled", "HEATLIT_DATA": str(data_dir)}
+# ------------------------------------------------------------------- the entry points, end to end
+ENV = {**os.environ, "WANDB_MODE": "disabled"}
+ONE_EPOCH = [  # every stage of a real run, checkpoints included, on the tiny data
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "callbacks=default",
+    "callbacks.progress=null",
+    "callbacks.lr=null",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir) -> Path:
+    """``python -m heatlit.train`` once, as a user runs it: the run folder it leaves behind."""
+    run_dir = tmp_path_factory.mktemp("train-cli")
     cmd = [
         sys.executable,
         "-m",
         "heatlit.train",
-        "debug=fast",
-        "logger=none",
-        *TINY[:6],
+        *TINY,
+        *ONE_EPOCH,
         f"data.source.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir / "stdout.txt").write_text(proc.stdout)
+    return run_dir
+
+
+def test_train_entry_point_end_to_end(trained):
+    assert "test: every decoder on the same forward pass" in (trained / "stdout.txt").read_text()
+    run = read_results(trained / "results.json")
+    assert run.version == SCHEMA_VERSION and run.choices["model"] == "hourglass_tiny"
+    assert run.grid == HeatmapGrid((32, 64), 4).describe()  # data.input_size=[32,64], stride 4
+    assert run.dataset["name"] == "synth" and len(run.dataset["keypoints"]) == 18
+    assert run.facts["monitor"] == "val/dark/pckh@0.1" and run.facts["epochs"] == 1
+    test = run.stage("test")
+    assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
+    for metrics in test.values():
+        assert set(metrics) == {"pckh@0.1", "pckh@0.5", "rmse", "auc", "ap", "ap_bound", "ap50", "ap75", "ar"}
+        assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100 and metrics["rmse"] > 0
+        assert 0 <= metrics["ap"] <= metrics["ap_bound"] <= 100
+    assert run.monitored("test") == test["dark"]["pckh@0.1"]
+    assert (trained / "qualitative.png").stat().st_size > 10_000
+    assert Path(run.facts["best_checkpoint"]) == trained / "checkpoints" / "best.ckpt"
+
+
+def test_eval_entry_point_reproduces_the_test_metrics(trained, tmp_path):
+    """``python -m heatlit.eval`` on the run's checkpoint: the model, data and numbers come back."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "heatlit.eval",
+        f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        "logger=none",
+        "trainer.accelerator=cpu",
+        "qualitative=0",
         f"hydra.run.dir={tmp_path}",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "every decoder on the same forward pass" in proc.stdout
-    assert (tmp_path / "results.json").is_file() and (tmp_path / "qualitative.png").is_file()
+    trained_test = read_results(trained / "results.json").stage("test")
+    evaluated = read_results(tmp_path / "results.json")
+    assert evaluated.grid == read_results(trained / "results.json").grid
+    for decoder, metrics in trained_test.items():
+        for name, value in metrics.items():
+            assert evaluated.stage("test")[decoder][name] == pytest.approx(value, abs=1e-4), (decoder, name)
 
 
+@pytest.mark.slow
 def test_cli_config_error_is_one_clean_message(tmp_path):
     cmd = [sys.executable, "-m", "heatlit.train", "encoding.sigma=-1", f"hydra.run.dir={tmp_path}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -181,6 +206,7 @@ def test_missing_data_root_is_a_config_error(tmp_path):
             train(cfg)
 
 
+@pytest.mark.slow
 def test_cli_missing_data_root_names_it(tmp_path):
     cmd = [
         sys.executable,
@@ -209,7 +235,39 @@ def test_dropped_decoder_leaves_no_half_config(tmp_path):
     assert "soft_argmax" not in cfg.decoders
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["+decoders.bogus.beta=3"])
-    from heatlit.config import check_config
+    from heatlit.training.checks import check_config
 
     with pytest.raises(ConfigError, match="decoders.bogus is not a decoder config"):
         check_config(cfg)
+
+
+def _compose(overrides):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def test_scoring_follows_the_data_description(data_dir, shared_data):
+    """Metrics, OKS AP, flip test and the monitored metric come from the description, for each dataset."""
+    synth = _compose([*TINY, f"data.source.data_dir={data_dir}", "model=hourglass_tiny"])
+    dm = build_datamodule(synth)
+    module = build_module(synth, dm, build_decoders(synth))
+    assert set(module.scorers["val"].metrics["dark"].keys()) == {"pckh@0.1", "pckh@0.5", "rmse", "auc"}
+    assert module.scorers["val"].metrics_3d is None
+    # no annotation file: OKS AP against each frame's own person, the upper bound at test time only
+    assert isinstance(module.scorers["val"].metrics_coco["dark"], SampleOksAP)
+    assert module.scorers["val"].metrics_coco["dark"].expansion is None
+    assert module.scorers["test"].metrics_coco["dark"].expansion == KeypointExpansion(ksize=11, unit=1.0)
+    assert module.description.flip_index == dm.description.flip_index and module.grid is dm.grid
+    assert monitor_key(synth, dm) == "val/dark/pckh@0.1"
+
+    coco = _compose(["data=coco", "model=simplebaseline_tiny", "data.input_size=[64,48]", "logger=none"])
+    dm = build_datamodule(coco)
+    module = build_module(coco, dm, build_decoders(coco))
+    assert module.model.num_joints == 17 and dm.description.in_channels == 3
+    assert set(module.scorers["val"].metrics["dark"].keys()) == {"pck@0.2", "rmse", "auc"}
+    oks = module.scorers["test"].metrics_coco["dark"]
+    assert str(oks.ann_file) == str(shared_data / "coco_sample" / "test_coco.json")
+    assert list(oks.sigmas) == list(dm.description.oks_sigmas)
+    assert monitor_key(coco, dm) == "val/dark/ap"
+    with pytest.raises(ValueError, match="metric_kind='pckh' contradicts the coco data"):
+        _ = build_datamodule(_compose(["data=coco", "+data.metric_kind=pckh"])).description

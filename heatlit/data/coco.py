@@ -17,8 +17,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
+from heatlit.data.base import DatasetDescription, Source
 from heatlit.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,47 @@ COCO_JOINTS = (
     "right_ankle",
 )
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+#: The person category's ``skeleton`` of the COCO annotation files, 0-based.
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+#: The official per-keypoint OKS sigmas (pycocotools' ``kpt_oks_sigmas``).
+COCO_OKS_SIGMAS = tuple(
+    s / 10.0
+    for s in (
+        0.26,
+        0.25,
+        0.25,
+        0.35,
+        0.35,
+        0.79,
+        0.79,
+        0.72,
+        0.72,
+        0.62,
+        0.62,
+        1.07,
+        1.07,
+        0.87,
+        0.87,
+        0.89,
+        0.89,
+    )
+)
+COCO = DatasetDescription(
+    name="coco",
+    keypoints=COCO_JOINTS,
+    flip_pairs=COCO_FLIP_PAIRS,
+    skeleton=COCO_SKELETON,
+    in_channels=3,
+    has_3d=False,
+    pck="pck",
+    norm="bbox size max(w, h), px",
+    head_segment=None,
+    oks_sigmas=COCO_OKS_SIGMAS,
+    monitor="ap",
+)
 
 # Markers a complete file ends with; cv2 decodes a truncated JPEG silently (grey fill + a warning).
 _JPEG_EOI = b"\xff\xd9"
@@ -72,6 +113,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
+# Annotation files already warned about in this process (each is read once per split).
+_WARNED: set[str] = set()
+
 # The 4-image sample shipped beside the repository (``<repo>/../shared/data/coco_sample``).
 SAMPLE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco_sample"
 
@@ -87,7 +131,7 @@ def _pick(value: str | Mapping[str, str] | None, split: str, name: str, default:
     return str(value)
 
 
-class CocoSource(Dataset):
+class CocoSource(Source):
     """COCO person instances, one raw sample (``docs/CONTRACTS.md``) per kept annotation.
 
     Args:
@@ -107,15 +151,16 @@ class CocoSource(Dataset):
     the bbox (image px), ``joints3d``/``cam_K`` None, ``meta`` with ``image_id``, ``ann_id``, ``file``,
     ``area``, ``bbox``.
 
+    Malformed labels are not visible: a flag other than 0/1/2, or a labelled keypoint outside its image
+    (beyond the image's extent under either pixel convention: ``x < -0.5`` or ``x > width``, y likewise,
+    so a label on the last pixel column stays) or not finite. They are counted in ``self.dropped`` and
+    warned about once per file and process. (The OKS AP evaluation reads the file itself, as
+    pycocotools does.)
+
     Skipped instances are counted in the log (INFO) and in ``self.skipped``.
     """
 
-    joint_names = COCO_JOINTS
-    flip_pairs = COCO_FLIP_PAIRS
-    head_segment = None
-    in_channels = 3
-    has_3d = False
-    metric_kind = "coco"
+    description = COCO
 
     def __init__(
         self,
@@ -145,6 +190,8 @@ class CocoSource(Dataset):
 
         self.skipped = {"crowd": 0, "few_keypoints": 0, "empty_bbox": 0}
         self.instances: list[dict[str, Any]] = []
+        self.visible: list[np.ndarray] = []  # [17] bool per kept instance, malformed labels dropped
+        self.dropped = {"bad_flag": 0, "outside_image": 0, "annotations": 0}
         person_ids = self.coco.getCatIds(catNms=["person"])
         for ann_id in sorted(self.coco.getAnnIds(catIds=person_ids)):
             ann = self.coco.anns[ann_id]
@@ -162,6 +209,8 @@ class CocoSource(Dataset):
                         f"expected {3 * len(COCO_JOINTS)} (x, y, v for 17 joints)"
                     )
                 self.instances.append(ann)
+                self.visible.append(self._labelled(ann, kps.reshape(-1, 3)))
+        self._warn_dropped()
         total = len(self.instances) + sum(self.skipped.values())
         log.info(
             "CocoSource(%s, %s): kept %d of %d person instances; skipped %d crowd, %d with < %d "
@@ -174,6 +223,39 @@ class CocoSource(Dataset):
             self.skipped["few_keypoints"],
             min_keypoints,
             self.skipped["empty_bbox"],
+        )
+
+    def _labelled(self, ann: Mapping[str, Any], kps: np.ndarray) -> np.ndarray:
+        """``[17]`` bool: flag 1 or 2 at a finite point inside the image; counts what it drops."""
+        flags = kps[:, 2]
+        bad_flag = ~np.isin(flags, (0, 1, 2))
+        labelled = (flags > 0) & ~bad_flag
+        info = self.coco.imgs.get(ann["image_id"], {})
+        width, height = info.get("width"), info.get("height")
+        x, y = kps[:, 0], kps[:, 1]
+        inside = np.isfinite(x) & np.isfinite(y)
+        if width is not None and height is not None:
+            inside &= (x >= -0.5) & (x <= float(width)) & (y >= -0.5) & (y <= float(height))
+        outside = labelled & ~inside
+        self.dropped["bad_flag"] += int(bad_flag.sum())
+        self.dropped["outside_image"] += int(outside.sum())
+        self.dropped["annotations"] += int((bad_flag | outside).any())
+        return labelled & inside
+
+    def _warn_dropped(self) -> None:
+        if not (self.dropped["bad_flag"] or self.dropped["outside_image"]):
+            return
+        key = str(Path(self.ann_file).resolve())
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+        log.warning(
+            "%s: %d keypoints outside their image and %d with a visibility flag other than 0/1/2 "
+            "(in %d annotations) are treated as not visible",
+            self.ann_file,
+            self.dropped["outside_image"],
+            self.dropped["bad_flag"],
+            self.dropped["annotations"],
         )
 
     def __len__(self) -> int:
@@ -189,7 +271,7 @@ class CocoSource(Dataset):
         return {
             "image": image,
             "keypoints": kps[:, :2].copy(),
-            "visible": kps[:, 2] > 0,
+            "visible": self.visible[index].copy(),
             "joints3d": None,
             "cam_K": None,
             "center": np.array([x + w / 2.0, y + h / 2.0]),

@@ -1,4 +1,4 @@
-"""HUMAN4D depth maps with VICON joints (``data=human4d``), and a writer of small fixtures in that layout.
+"""HUMAN4D depth maps with VICON joints (``data=human4d``).
 
 Layout read (the authors' published tooling; where it is ambiguous, the reading chosen here is marked
 **choice** and the loader enforces it, raising an error that names the file otherwise)::
@@ -37,26 +37,27 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from heatlit.data import render as rd
-from heatlit.data import skeleton as sk
+from heatlit.body import camera as dc
+from heatlit.body import skeleton as sk
+from heatlit.body.shape import make_body
+from heatlit.data.base import canonical_split
+from heatlit.data.depth_humans import DEPTH_HUMANS, DepthHumanSource
 from heatlit.data.errors import DataError
-from heatlit.data.motion import make_body
 
 log = logging.getLogger(__name__)
 
 SPLIT_FILES = {"train": "training.txt", "val": "validation.txt", "test": "testing.txt"}
-_SPLIT_ALIASES = sk.SPLIT_ALIASES
 _DEPTH_NAME = re.compile(r"^(\d+)_([A-Za-z0-9]+)_depth_(\d+)\.pgm$")
 _SLACK = make_body(1700.0).visibility_slack  # an average body's part radii
 
 
 # ----------------------------------------------------------------------------------------- readers
-def read_pgm(path: str | Path, size: tuple[int, int] | None = rd.FULL_SIZE) -> np.ndarray:
+def read_pgm(path: str | Path, size: tuple[int, int] | None = dc.FULL_SIZE) -> np.ndarray:
     """Read an ASCII (P2) PGM strictly.
 
     Args:
@@ -97,13 +98,6 @@ def read_pgm(path: str | Path, size: tuple[int, int] | None = rd.FULL_SIZE) -> n
     if data.min() < 0 or data.max() > maxval:
         raise DataError(f"{path}: PGM values must lie in 0..{maxval}, found {data.min()}..{data.max()}")
     return data.reshape(height, width).astype(np.uint16)
-
-
-def write_pgm(path: str | Path, image: np.ndarray) -> None:
-    """Write ``[H, W]`` uint16 as an ASCII P2 PGM (maxval 65535), one image row per line."""
-    image = np.asarray(image)
-    rows = "\n".join(" ".join(map(str, row)) for row in image.astype(np.int64).tolist())
-    Path(path).write_text(f"P2\n{image.shape[1]} {image.shape[0]}\n65535\n{rows}\n")
 
 
 def read_poses(path: str | Path) -> np.ndarray:
@@ -200,12 +194,58 @@ def read_split(path: str | Path) -> list[tuple[int, str, str]]:
     return out
 
 
+# ------------------------------------------------------------------------------------------ layout
+def recording_dump(subject_dir: Path, recording: str) -> Path:
+    """The ``Dump`` folder of a recording (``S1/<recording>/Dump``, or ``S1/Dump`` for the abbreviated form)."""
+    if not subject_dir.is_dir():
+        raise FileNotFoundError(f"HUMAN4D subject folder not found: {subject_dir}")
+    flat = subject_dir / "Dump"
+    dump = flat if recording == subject_dir.name and flat.is_dir() else subject_dir / recording / "Dump"
+    for sub in ("depth", "gposes3d"):
+        if not (dump / sub).is_dir():
+            raise FileNotFoundError(f"HUMAN4D folder not found: {dump / sub}")
+    return dump
+
+
+def subject_devices(
+    subject_dir: Path, intrinsics: dict, devices=None, repository: Path | None = None
+) -> list[str]:
+    """The devices a subject's samples use: ``devices``, else every one with extrinsics and intrinsics."""
+    pose_dir = subject_dir / "pose"
+    if devices is not None:
+        for d in devices:
+            if d not in intrinsics:
+                raise DataError(f"{repository or 'device_repository.json'}: no intrinsics for device {d!r}")
+        return list(devices)
+    use = [d for d in sorted(p.stem for p in pose_dir.glob("*.extrinsics")) if d in intrinsics]
+    if not use:
+        raise FileNotFoundError(
+            f"no <DEV>.extrinsics with intrinsics in {pose_dir} (devices: {list(intrinsics)})"
+        )
+    return use
+
+
+def list_depth(dump: Path) -> dict[tuple[int, str], str]:
+    """``(frame, device) -> file name`` of a recording's depth maps (one directory listing)."""
+    out = {}
+    for name in (p.name for p in (dump / "depth").iterdir()):
+        m = _DEPTH_NAME.match(name)
+        if m:
+            out[(int(m.group(1)), m.group(2))] = name
+    return out
+
+
+def list_poses(dump: Path) -> set[int]:
+    """Pose indices with a ``gposes3d/<index>.npy`` file."""
+    return {int(p.stem) for p in (dump / "gposes3d").glob("*.npy") if p.stem.isdigit()}
+
+
 # ------------------------------------------------------------------------------------------ source
 def _subject_name(s) -> str:
     return f"S{s}" if isinstance(s, int) or str(s).isdigit() else str(s)
 
 
-class Human4DSource(sk.DepthHumanSource, Dataset):
+class Human4DSource(DepthHumanSource):
     """HUMAN4D depth samples as raw-sample dicts (``docs/CONTRACTS.md``); layout: see the module doc.
 
     Args:
@@ -220,6 +260,8 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
         slack_mm: how far (mm, scalar or ``[18]``) a joint may lie behind the depth surface and still
             count as visible; default: an average body's part radii (as the synthetic data uses).
     """
+
+    description = replace(DEPTH_HUMANS, name="human4d")
 
     def __init__(
         self,
@@ -236,11 +278,9 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"HUMAN4D root not found: {self.root}")
-        if split not in _SPLIT_ALIASES:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLIT_ALIASES)}")
+        self.split = canonical_split(split)
         if on_missing not in ("error", "skip"):
             raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
-        self.split = _SPLIT_ALIASES[split]
         self.person = int(person)
         self.slack = np.broadcast_to(
             np.asarray(_SLACK if slack_mm is None else slack_mm, dtype=np.float64), (sk.NUM_JOINTS,)
@@ -302,44 +342,23 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
     def _scan(self, subject: str, recording: str, intrinsics: dict, devices) -> dict:
         """Index one recording: its skip, cameras, depth files and pose files (one directory listing each)."""
         subject_dir = self.root / subject
-        if not subject_dir.is_dir():
-            raise FileNotFoundError(f"HUMAN4D subject folder not found: {subject_dir}")
-        dump = (
-            subject_dir / "Dump"
-            if recording == subject and (subject_dir / "Dump").is_dir()
-            else (subject_dir / recording / "Dump")
-        )
-        for sub in ("depth", "gposes3d"):
-            if not (dump / sub).is_dir():
-                raise FileNotFoundError(f"HUMAN4D folder not found: {dump / sub}")
+        dump = recording_dump(subject_dir, recording)
         offsets = read_offsets(subject_dir / "offsets.txt")
         if recording not in offsets:
             raise DataError(f"{subject_dir / 'offsets.txt'}: no line for recording {recording!r}")
-        pose_dir = subject_dir / "pose"
-        available = sorted(p.stem for p in pose_dir.glob("*.extrinsics"))
-        if devices is None:
-            use = [d for d in available if d in intrinsics]
-            if not use:
-                raise FileNotFoundError(
-                    f"no <DEV>.extrinsics with intrinsics in {pose_dir} (devices: {list(intrinsics)})"
-                )
-        else:
-            use = list(devices)
-            for d in use:
-                if d not in intrinsics:
-                    raise DataError(f"{self.root / 'device_repository.json'}: no intrinsics for device {d!r}")
+        use = subject_devices(subject_dir, intrinsics, devices, self.root / "device_repository.json")
         for d in use:
             if (subject, d) not in self.cameras:
-                R, t = read_extrinsics(pose_dir / f"{d}.extrinsics")
-                K = rd.crop_K(rd.sensor_to_depth_K(intrinsics[d]), rd.CROP_TOP)
+                R, t = read_extrinsics(subject_dir / "pose" / f"{d}.extrinsics")
+                K = dc.crop_K(dc.sensor_to_depth_K(intrinsics[d]), dc.CROP_TOP)
                 self.cameras[(subject, d)] = (R, t, K)
-        depth = {}
-        for name in (p.name for p in (dump / "depth").iterdir()):
-            m = _DEPTH_NAME.match(name)
-            if m:
-                depth[(int(m.group(1)), m.group(2))] = name
-        poses = {int(p.stem) for p in (dump / "gposes3d").glob("*.npy") if p.stem.isdigit()}
-        return {"dump": dump, "skip": offsets[recording], "devices": use, "depth": depth, "poses": poses}
+        return {
+            "dump": dump,
+            "skip": offsets[recording],
+            "devices": use,
+            "depth": list_depth(dump),
+            "poses": list_poses(dump),
+        }
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -347,8 +366,8 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
     def __getitem__(self, i: int) -> dict:
         depth_path, pose_path, subject, recording, frame, pose_index, device = self.samples[i]
         raw = read_pgm(depth_path)
-        crop = raw[rd.CROP_TOP : rd.CROP_TOP + rd.CROP_SIZE[1]].astype(np.float32)
-        depth_mm = crop * np.float32(rd.DEPTH_UNIT_MM)
+        crop = raw[dc.CROP_TOP : dc.CROP_TOP + dc.CROP_SIZE[1]].astype(np.float32)
+        depth_mm = crop * np.float32(dc.DEPTH_UNIT_MM)
         poses = read_poses(pose_path)
         if self.person >= len(poses):
             raise DataError(f"{pose_path}: has {len(poses)} people, person {self.person} requested")
@@ -357,8 +376,8 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
         joints_cam = (world - t) @ R  # R.T @ (X - t) for row vectors
         known = np.isfinite(joints_cam).all(axis=1) & (joints_cam[:, 2] > 0)
         safe = np.where(known[:, None], joints_cam, [0.0, 0.0, 1.0])
-        keypoints = np.where(known[:, None], rd.project(K, safe), 0.0)
-        visible = known & rd.joint_visibility(depth_mm, keypoints, safe[:, 2], self.slack)
+        keypoints = np.where(known[:, None], dc.project(K, safe), 0.0)
+        visible = known & dc.joint_visibility(depth_mm, keypoints, safe[:, 2], self.slack)
         meta = {
             "sample_id": i,
             "image_id": i,
@@ -373,115 +392,4 @@ class Human4DSource(sk.DepthHumanSource, Dataset):
             "file": str(depth_path),
         }
         joints3d = np.where(known[:, None], joints_cam, 0.0)
-        return self.frame_record(crop, keypoints, visible, joints3d, K, rd.DEPTH_UNIT_MM, meta)
-
-
-# ----------------------------------------------------------------------------------------- fixture
-def write_human4d_fixture(
-    root: str | Path,
-    *,
-    subjects=(1, 2),
-    activities=("walking", "punching"),
-    frames: int = 2,
-    skip: int = 2,
-    noise: bool = False,
-    seed: int = 1314,
-    flat: bool = False,
-) -> list[dict]:
-    """Write a tiny dataset in the HUMAN4D layout from synthetic renders (for tests and examples).
-
-    Subjects and cameras are those of a :class:`~heatlit.data.synth.SynthWorld` with ``max(subjects)``
-    subjects; each (subject, activity) becomes a recording with ``skip + frames`` depth frames per device
-    of which the first ``skip`` precede the poses. The last subject's recordings alternate between
-    validation.txt and testing.txt; the others go to training.txt.
-
-    Args:
-        root: output folder (created).
-        subjects: subject numbers (``S<n>``).
-        activities: procedural activity names (recording names).
-        frames: posed frames per recording.
-        skip: offsets.txt value of every recording.
-        noise: sensor noise on the depth maps.
-        seed: world seed.
-        flat: write the abbreviated ``S<n>/Dump/...`` form (one recording per subject, named ``S<n>``).
-
-    Returns:
-        Ground truth per written sample: dicts with ``subject`` (``"S1"``), ``recording``, ``frame``,
-        ``device``, ``keypoints [18, 2]`` (in the 320x160 crop), ``joints3d [18, 3]`` camera mm,
-        ``visible [18]`` (renderer z-buffer, in the crop), ``slack [18]`` (the subject's visibility slack, mm)
-        and ``split``.
-    """
-    from heatlit.data.synth import DEVICES, SynthConfig, SynthWorld, render_view
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    world = SynthWorld(
-        SynthConfig(
-            width=rd.CROP_SIZE[0],
-            height=rd.CROP_SIZE[1],
-            subjects=max(max(subjects), 2),
-            seed=seed,
-            noise=noise,
-            mocap_path=None,
-        )
-    )
-    repo = [
-        {
-            "Device": name,
-            "Type": "RealSense D415",
-            "Depth Intrinsics": [{"1280x720": world.sensor_K[k].reshape(-1).tolist()}],
-        }
-        for k, name in enumerate(DEVICES)
-    ]
-    (root / "device_repository.json").write_text(json.dumps(repo, indent=1))
-    lists = {"train": [], "val": [], "test": []}
-    truth = []
-    held_out = max(subjects)
-    for s in subjects:
-        sdir = root / f"S{s}"
-        (sdir / "pose").mkdir(parents=True, exist_ok=True)
-        for cam in world.rigs[s - 1]:
-            rows = np.vstack([cam.R.T, cam.center[None]])  # camera-to-world rotation, camera centre
-            np.savetxt(sdir / "pose" / f"{cam.name}.extrinsics", rows, fmt="%.17g")
-        acts = activities[:1] if flat else activities
-        offsets = []
-        for a_i, activity in enumerate(acts):
-            recording = f"S{s}" if flat else activity
-            dump = (sdir if flat else sdir / recording) / "Dump"
-            (dump / "depth").mkdir(parents=True, exist_ok=True)
-            (dump / "gposes3d").mkdir(parents=True, exist_ok=True)
-            offsets.append(f"{recording}\t{skip}")
-            split = "train" if s != held_out else ("val" if a_i % 2 == 0 else "test")
-            pose_frames = np.arange(frames) * 7
-            perf = world.performance(s, activity, pose_frames)
-            for f in range(skip + frames):
-                for k, cam in enumerate(world.rigs[s - 1]):
-                    pose = f - skip
-                    joints = perf.joints[max(pose, 0)]
-                    rng = np.random.default_rng([seed, 77, s, a_i, f, k]) if noise else None
-                    view = render_view(world, s, joints, world.scene(s, perf, max(pose, 0)), cam, rng)
-                    write_pgm(dump / "depth" / f"{f}_{cam.name}_depth_{f}.pgm", view["depth"])
-                    if pose < 0:
-                        continue
-                    kp = view["keypoints"] - [0.0, rd.CROP_TOP]
-                    in_crop = (kp[:, 1] >= -0.5) & (kp[:, 1] < rd.CROP_SIZE[1] - 0.5)
-                    truth.append(
-                        {
-                            "subject": f"S{s}",
-                            "recording": recording,
-                            "frame": f,
-                            "device": DEVICES[k],
-                            "keypoints": kp,
-                            "joints3d": view["joints3d"],
-                            "visible": view["visible"] & in_crop,
-                            "slack": world.bodies[s - 1].visibility_slack,
-                            "split": split,
-                        }
-                    )
-                if pose >= 0:
-                    np.save(dump / "gposes3d" / f"{pose}.npy", sk.expand_to_33(perf.joints[pose])[None])
-                    lists[split].append(f"{f} S{s} {recording}")
-        (sdir / "offsets.txt").write_text("\n".join(offsets) + "\n")
-    for split, lines in lists.items():
-        (root / SPLIT_FILES[split]).write_text("".join(line + "\n" for line in lines))
-    return truth
+        return self.frame_record(crop, keypoints, visible, joints3d, K, dc.DEPTH_UNIT_MM, meta)

@@ -6,7 +6,6 @@ and has the requested split. Everything else is a :class:`FailedJob`, reported a
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -15,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from heatlit.report.failures import LOG_LINE, diagnose
+from heatlit.results import FILE_NAME, ResultsError, RunResults, read_results
 
 # Axes always shown, in this order, whether or not they vary: they are what Table 2 is about.
 FIXED_AXES = ("model", "encoding")
@@ -37,6 +39,8 @@ class Job:
     wall_time_s: float | None = None
     device: str | None = None
     qualitative: Path | None = None
+    grid: Mapping[str, Any] | None = None  # results.json's grid and dataset (None: written before version 2)
+    dataset: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,31 @@ class Row:
 
 @dataclass(frozen=True)
 class FailedJob:
-    """A job without usable results: crashed, still running, or its results.json is damaged."""
+    """A job without usable results: crashed, still running, or its results.json is damaged.
+
+    ``line`` is the last error line of the job's logs (``line_kind`` :data:`~heatlit.report.failures.ERROR_LINE`,
+    found in ``line_source``), else the last line any log wrote (:data:`~heatlit.report.failures.LOG_LINE`), else
+    None (no log at all).
+    """
 
     path: Path
     overrides: tuple[str, ...]
     status: str
+    line: str | None = None
+    line_kind: str = LOG_LINE
+    line_source: Path | None = None
+
+    def describe(self) -> str:
+        """``<status>; last error line (train.log): <line>``; the status alone when no log wrote a line."""
+        if self.line is None:
+            return self.status
+        where = ""
+        if self.line_source is not None:
+            src = self.line_source  # the job's own log, or a launcher's capture outside the job folder
+            where = (
+                f" ({src.relative_to(self.path).as_posix() if src.is_relative_to(self.path) else src.name})"
+            )
+        return f"{self.status}; {self.line_kind}{where}: {self.line}"
 
 
 def label(value: Any) -> str:
@@ -87,13 +111,36 @@ def find_job_dirs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
 
 
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; None when it is missing or unreadable."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 def read_overrides(job_dir: Path) -> tuple[str, ...]:
     """The job's command-line overrides; empty when the file is unreadable (that alone is no failure)."""
-    try:
-        loaded = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return ()
+    loaded = read_yaml(job_dir / ".hydra" / "overrides.yaml")
     return tuple(str(o) for o in loaded) if isinstance(loaded, list) else ()
+
+
+def hydra_job(job_dir: Path) -> tuple[dict[str, Any], int | None, str | None]:
+    """The job's config-group choices (as results.json's ``choices`` would hold them, plus the seed), its
+    Hydra job number and launcher, from ``.hydra/``: what a job that never wrote results.json still tells."""
+    hydra = (read_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
+    runtime = hydra.get("runtime") or {}
+    choices = {
+        str(k): v
+        for k, v in (runtime.get("choices") or {}).items()
+        if "@" not in str(k) and not str(k).startswith("hydra/")  # decoders are scored, not chosen
+    }
+    config = read_yaml(job_dir / ".hydra" / "config.yaml")
+    if isinstance(config, dict) and "seed" in config:
+        choices["seed"] = config["seed"]
+    num = (hydra.get("job") or {}).get("num")
+    launcher = (runtime.get("choices") or {}).get("hydra/launcher")
+    return choices, num if isinstance(num, int) else None, launcher
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
@@ -120,40 +167,33 @@ def number(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def read_results(job_dir: Path, split: str) -> tuple[dict | None, str]:
+def read_job_results(job_dir: Path, split: str) -> tuple[RunResults | None, str]:
     """The parsed ``results.json`` and ``"ok"``, or None and why the job counts as failed."""
-    path = job_dir / "results.json"
-    if not path.is_file():
-        return None, "failed: no results.json"
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"unreadable results.json: {exc}"
-    if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
-        return None, "unreadable results.json: no 'results' mapping"
-    stages = payload["results"]
-    if not isinstance(stages.get(split), dict) or not stages[split]:
-        return None, f"no '{split}' results in results.json (has: {', '.join(stages) or 'none'})"
-    if not all(isinstance(v, dict) for v in stages[split].values()):
-        return None, f"unreadable results.json: results.{split} is not decoder -> metrics"
-    return payload, "ok"
+        run = read_results(job_dir / FILE_NAME)
+        run.stage(split)
+    except ResultsError as exc:
+        status = str(exc)
+        return None, f"failed: {status}" if status == f"no {FILE_NAME}" else status
+    return run, "ok"
 
 
-def make_job(job_dir: Path, overrides: tuple[str, ...], payload: Mapping) -> Job:
+def make_job(job_dir: Path, overrides: tuple[str, ...], run: RunResults) -> Job:
     """A :class:`Job` from its directory, overrides and parsed results.json."""
-    choices = payload.get("choices") if isinstance(payload.get("choices"), dict) else {}
-    settings = dict(choices)
+    settings = dict(run.choices)
     for key, value in parse_overrides(overrides).items():
         settings.setdefault(key, value)  # choices are typed (stride 4, not "4"); prefer them
     qualitative = job_dir / "qualitative.png"
-    device = payload.get("device")
+    device = run.facts.get("device")
     return Job(
         path=job_dir,
         overrides=overrides,
         settings=settings,
-        wall_time_s=number(payload.get("wall_time_s")),
+        wall_time_s=number(run.facts.get("wall_time_s")),
         device=str(device) if device is not None else None,
         qualitative=qualitative if qualitative.is_file() else None,
+        grid=run.grid,
+        dataset=run.dataset,
     )
 
 
@@ -163,6 +203,13 @@ def job_rows(job: Job, split_results: Mapping[str, Mapping]) -> list[Row]:
         Row(job, str(decoder), {str(m): number(v) for m, v in metrics.items()})
         for decoder, metrics in split_results.items()
     ]
+
+
+def failed_job(job_dir: Path, root: Path, overrides: tuple[str, ...], status: str) -> FailedJob:
+    """A job without usable results, with the last error line its logs hold (:func:`diagnose`)."""
+    _, num, _ = hydra_job(job_dir)
+    _, line, kind, source = diagnose(job_dir, root, num)
+    return FailedJob(job_dir, overrides, status, line, kind, source)
 
 
 def collect(multirun_dir: str | Path, split: str = "test") -> tuple[list[Row], list[FailedJob]]:
@@ -186,11 +233,11 @@ def collect(multirun_dir: str | Path, split: str = "test") -> tuple[list[Row], l
     failed: list[FailedJob] = []
     for job_dir in find_job_dirs(root):
         overrides = read_overrides(job_dir)
-        payload, status = read_results(job_dir, split)
-        if payload is None:
-            failed.append(FailedJob(job_dir, overrides, status))
+        run, status = read_job_results(job_dir, split)
+        if run is None:
+            failed.append(failed_job(job_dir, root, overrides, status))
             continue
-        rows.extend(job_rows(make_job(job_dir, overrides, payload), payload["results"][split]))
+        rows.extend(job_rows(make_job(job_dir, overrides, run), run.stage(split)))
     return rows, failed
 
 

@@ -10,17 +10,25 @@ import lightning as L
 import torch
 from torch import nn
 
-from heatlit.data.transforms import flip_permutation
+from heatlit.codecs.grid import HeatmapGrid
+from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
+from heatlit.training.peaks import PeakScorer
 from heatlit.training.scoring import DecoderScorer
 
 Tensor = torch.Tensor
 
-CONFIG_KEY = "heatlit_config"  # the composed run config, stored in every checkpoint for `heatlit.eval`
-CHOICES_KEY = "heatlit_choices"  # which option of each config group the run used
+# What every heatlit checkpoint carries beside the weights (plain containers only: see heatlit.models.checkpoint):
+# the composed run config, resolved (what `heatlit.eval` and a resume run with); the run's choices as
+# results.json reports them (model, encoding, sigma, ...); every config-group option the run used (a resume
+# compares typed overrides with these); the keypoint count and input channels the model was built for.
+CONFIG_KEY = "heatlit_config"
+CHOICES_KEY = "heatlit_choices"
+GROUPS_KEY = "heatlit_groups"
+SHAPE_KEY = "heatlit_shape"  # {"num_joints": K, "in_channels": C}
 
 
-def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tensor:
+def flip_heatmaps(heatmaps: Tensor, flip_index: Sequence[int]) -> Tensor:
     """Mirror heatmaps horizontally and swap left/right channels.
 
     With aligned pixel extents (see :func:`heatlit.codecs.coords.to_heatmap`) a flip is ``x -> W-1-x``
@@ -28,12 +36,30 @@ def flip_heatmaps(heatmaps: Tensor, flip_pairs: Sequence[Sequence[int]]) -> Tens
     mapping is ``x / stride``).
 
     Args:
-        heatmaps: ``[B, K, ..., W]``; flip_pairs: (left, right) channel indices.
+        heatmaps: ``[B, K, ..., W]``.
+        flip_index: ``[K]`` channel permutation (:attr:`DatasetDescription.flip_index`).
     """
     flipped = torch.flip(heatmaps, dims=[-1])
-    if flip_pairs:
-        flipped = flipped[:, torch.from_numpy(flip_permutation(heatmaps.shape[1], flip_pairs))]
-    return flipped
+    return flipped[:, torch.as_tensor(flip_index, dtype=torch.long, device=heatmaps.device)]
+
+
+def scaled_input_size(size: Sequence[int], scale: float, multiple: int) -> tuple[int, int]:
+    """``(H, W)`` times ``scale``, each rounded to the nearest positive multiple of ``multiple`` (the model's)."""
+    return tuple(max(multiple, round(int(n) * scale / multiple) * multiple) for n in size)  # type: ignore[return-value]
+
+
+def resize_maps(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
+    """Resize ``[B, C(, D), h, w]`` to ``[B, C(, D), *size]`` over the last two axes, pixel extents aligned.
+
+    ``align_corners=False`` maps ``[-0.5, w - 0.5]`` onto ``[-0.5, W - 0.5]``: the aligned mapping of
+    :mod:`heatlit.codecs.coords`, so an image and its heatmaps resized this way keep their coordinates'
+    meaning. ``mode`` ``"nearest-exact"`` (the same alignment without mixing values) suits depth images.
+    """
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]) if maps.dim() != 4 else maps
+    kwargs = {} if mode.startswith("nearest") else {"align_corners": False}
+    out = torch.nn.functional.interpolate(flat, size=tuple(int(n) for n in size), mode=mode, **kwargs)
+    return out.reshape(*lead, *out.shape[-2:])
 
 
 class HeatmapModule(L.LightningModule):
@@ -43,12 +69,16 @@ class HeatmapModule(L.LightningModule):
         model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
         loss: :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
-        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`); make_coco: ``stage ->``
+        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
+            :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
             OKS AP metric (each split has its own annotation file).
         optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
+        grid: the heatmap grid the model predicts on (the data module's).
+        description: the data's :class:`DatasetDescription` (flip test, qualitative figure, results.json).
         flip_test: average each prediction with the prediction on the mirrored input.
-        flip_pairs: (left, right) joint indices for the flip test.
+        test_scales: multi-scale testing: run the model on the input resized by each factor, resize its
+            heatmaps back to the grid and average them (``(1.0,)``: single scale). Needs the aligned mapping.
         qualitative: how many test samples to keep for the qualitative figure.
     """
 
@@ -59,31 +89,37 @@ class HeatmapModule(L.LightningModule):
         decoders: Mapping[str, Callable],
         make_metrics: Callable,
         optimizer: Callable,
+        grid: HeatmapGrid,
+        description: DatasetDescription,
         scheduler: Callable | None = None,
         flip_test: bool = True,
-        flip_pairs: Sequence[Sequence[int]] = (),
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
-        depth_range_mm: float = 2000.0,
         qualitative: int = 8,
+        test_scales: Sequence[float] = (1.0,),
     ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.grid, self.description = grid, description
         self.flip_test = bool(flip_test)
-        self.flip_pairs = [tuple(p) for p in flip_pairs]
-        stride, depth_bins = model.stride, getattr(model, "depth_bins", None) if model.head_dim == 3 else None
+        self.test_scales = tuple(float(f) for f in test_scales)
+        if not self.test_scales or any(not f > 0 for f in self.test_scales):
+            raise ValueError(f"test_scales must be positive factors, got {list(test_scales)}")
+        if self.test_scales != (1.0,) and grid.mapping.name != "aligned":
+            raise ValueError(f"multi-scale testing needs the aligned grid mapping, not {grid.mapping.name!r}")
         self.scorers = nn.ModuleDict(
             {
-                stage: DecoderScorer(
+                # several people per map: every decoder's candidate peaks against every person's joints
+                stage: PeakScorer(decoders, make_metrics, grid)
+                if description.multi_person
+                else DecoderScorer(
                     decoders,
                     make_metrics,
-                    stride,
+                    grid,
                     make_3d,
                     functools.partial(make_coco, stage) if make_coco else None,
-                    depth_bins,
-                    depth_range_mm,
                 )
                 for stage in ("val", "test")
             }
@@ -91,23 +127,39 @@ class HeatmapModule(L.LightningModule):
         self.results: dict[str, dict[str, dict[str, float]]] = {}
         self.qualitative = int(qualitative)
         self.samples: dict[str, Tensor] = {}
-        self.run_config: dict | None = None
-        self.run_choices: dict | None = None
+        self.run_record: dict = {}  # CONFIG_KEY, CHOICES_KEY, ... -> plain containers, saved with every checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.run_config is not None:
-            checkpoint[CONFIG_KEY] = self.run_config
-            checkpoint[CHOICES_KEY] = self.run_choices
+        checkpoint.update(self.run_record)
 
     def forward(self, image: Tensor) -> list[Tensor]:
         return self.model(image)
 
     def predict_heatmaps(self, image: Tensor) -> Tensor:
-        """Final-stage heatmaps ``[B, K, ...]``, flip-averaged when flip testing is on."""
+        """Final-stage heatmaps ``[B, K, ...]`` on the grid of ``image``, flip-averaged when flip testing is on
+        and averaged over :attr:`test_scales` (each scale's maps resized back to the scale-1 size)."""
+        if self.test_scales == (1.0,):
+            return self._predict_at(image)
+        size = image.shape[-2:]
+        # depth resized by nearest: a blend of a person and the wall behind is a surface that exists nowhere
+        mode = "nearest-exact" if self.description.in_channels == 1 else "bilinear"
+        multiple = getattr(self.model, "size_multiple", 1)
+        total = None
+        for factor in self.test_scales:
+            scaled = scaled_input_size(size, factor, multiple)
+            heatmaps = self._predict_at(
+                image if tuple(scaled) == tuple(size) else resize_maps(image, scaled, mode)
+            )
+            if tuple(heatmaps.shape[-2:]) != tuple(self.grid.heatmap_size[-2:]):
+                heatmaps = resize_maps(heatmaps, self.grid.heatmap_size[-2:])
+            total = heatmaps if total is None else total + heatmaps
+        return total / len(self.test_scales)
+
+    def _predict_at(self, image: Tensor) -> Tensor:
         heatmaps = self.model(image)[-1]
         if self.flip_test:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.flip_pairs))
+            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.description.flip_index))
         return heatmaps
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -159,7 +211,9 @@ class HeatmapModule(L.LightningModule):
             for dec, values in results.items()
             for name, value in values.items()
         }
-        self.log_dict(flat)  # already reduced across processes by torchmetrics
+        # Already reduced across processes by torchmetrics: the mean of equal values changes nothing, and a
+        # distributed run then logs without Lightning warning about unsynchronised epoch values.
+        self.log_dict(flat, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_results("val")

@@ -10,29 +10,30 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from heatlit.codecs import argmax_decode, to_input
+from heatlit.codecs import strongest_peak
+from heatlit.codecs.grid import HeatmapGrid
+from heatlit.metrics import SampleOksAP
 
 Tensor = torch.Tensor
 
 
-def lift_to_camera(
-    coords_hm: Tensor, batch: Mapping, stride: int, depth_bins: int, depth_range_mm: float
-) -> Tensor:
+def lift_to_camera(coords_hm: Tensor, batch: Mapping, grid: HeatmapGrid) -> Tensor:
     """Heatmap-volume coordinates -> camera-frame joints in mm.
 
     Args:
         coords_hm: ``[B, K, 3]`` (x, y, z) in volume pixels; z is the depth bin of the joint's depth
-            relative to the root, ``z = z_rel / depth_range_mm * D + (D - 1) / 2`` (the data module's rule).
+            relative to the root (:meth:`HeatmapGrid.depth_to_bins`).
         batch: needs ``cam_K [B, 3, 3]`` (input-pixel intrinsics) and ``root_depth [B]`` mm: the
             ground-truth root depth, as in root-relative 3D protocols (the volume predicts depth relative
             to the root, not the root's own distance).
+        grid: the 3D heatmap grid the coordinates live on.
 
     Returns:
         ``[B, K, 3]`` camera-frame (X, Y, Z) in mm, by back-projecting the input-pixel (x, y) at the
         predicted depth.
     """
-    xy = to_input(coords_hm[..., :2], stride)
-    z_rel = (coords_hm[..., 2] - (depth_bins - 1) / 2) * depth_range_mm / depth_bins
+    xy = grid.to_input(coords_hm[..., :2])
+    z_rel = grid.bins_to_depth(coords_hm[..., 2])
     depth = batch["root_depth"].to(xy.dtype)[:, None] + z_rel
     pixels = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)  # [B, K, 3] homogeneous
     # K^-1 [x, y, 1] is the ray with unit depth (K's last row is [0, 0, 1]); the full inverse also undoes
@@ -46,6 +47,36 @@ def to_image_space(xy: Tensor, affine: Tensor) -> Tensor:
     return xy @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
 
 
+def project(joints3d: Tensor, cam_k: Tensor) -> Tensor:
+    """Pinhole projection: ``joints3d [B, K, 3]`` camera mm, ``cam_k [B, 3, 3]`` -> ``[B, K, 2]`` px of ``cam_k``."""
+    uvw = joints3d @ cam_k.transpose(1, 2)
+    return uvw[..., :2] / uvw[..., 2:].clamp(min=1e-6)
+
+
+def oks_truth(batch: Mapping) -> tuple[Tensor, Tensor, Tensor]:
+    """The person a sample is scored against by OKS, in original image px: ``(keypoints [B, K, 2],
+    visible [B, K], area [B])``.
+
+    The OKS area of a sample without an annotation file (docs/UPPER_BOUND.md): width x height of the box of
+    its joints in image px -- every joint projected from 3D when the sample has 3D truth (so the area does not
+    shrink when a limb is hidden), else its visible keypoints. A box is larger than the segmentation area COCO
+    uses (on the COCO sample, segments cover a median 0.6 of their keypoints' box), so the same pixel error
+    costs less OKS here than on COCO.
+    """
+    to_image = batch["to_image"]
+    keypoints = to_image_space(batch["keypoints"].double(), to_image.double())
+    projected = to_image_space(
+        project(batch["joints3d"].double(), batch["cam_K"].double()), to_image.double()
+    )
+    has_3d = batch["has_3d"].bool()
+    points = torch.where(has_3d[:, None, None], projected, keypoints)
+    inside = has_3d[:, None] | batch["visible"].bool()
+    lo = torch.where(inside[..., None], points, torch.full_like(points, float("inf"))).amin(1)
+    hi = torch.where(inside[..., None], points, torch.full_like(points, float("-inf"))).amax(1)
+    area = (hi - lo).clamp(min=0).prod(-1)
+    return keypoints, batch["visible"].bool(), torch.nan_to_num(area, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 class DecoderScorer(nn.Module):
     """Per-decoder metric collections fed from one set of heatmaps.
 
@@ -54,62 +85,56 @@ class DecoderScorer(nn.Module):
             scored through their strongest peak).
         make_metrics: factory returning a fresh ``nn.Module`` mapping metric name -> metric with
             ``update(pred[B,K,2], target[B,K,2], visible[B,K], norm[B])`` (a MetricCollection).
-        stride: model stride, heatmap px -> input px.
-        make_3d / make_coco: optional factories of a :class:`heatlit.metrics.MPJPE` (camera mm) and a
-            :class:`heatlit.metrics.CocoOksAP` (image px).
+        grid: the :class:`~heatlit.codecs.grid.HeatmapGrid` of the heatmaps (heatmap px -> input px,
+            depth bins -> mm).
+        make_3d / make_coco: optional factories of a :class:`heatlit.metrics.MPJPE` (camera mm) and an OKS AP
+            metric (image px): :class:`heatlit.metrics.CocoOksAP` (an annotation file's persons) or
+            :class:`heatlit.metrics.SampleOksAP` (each sample's own person, :func:`oks_truth`).
     """
 
     def __init__(
-        self,
-        decoders: Mapping,
-        make_metrics,
-        stride: int,
-        make_3d=None,
-        make_coco=None,
-        depth_bins: int | None = None,
-        depth_range_mm: float = 2000.0,
+        self, decoders: Mapping, make_metrics, grid: HeatmapGrid, make_3d=None, make_coco=None
     ) -> None:
         super().__init__()
         if not decoders:
             raise ValueError("at least one decoder must be configured for evaluation")
         self.decoders = dict(decoders)
-        self.stride = int(stride)
-        self.depth_bins, self.depth_range_mm = depth_bins, float(depth_range_mm)
+        self.grid = grid
         self.metrics = nn.ModuleDict({name: make_metrics() for name in self.decoders})
         self.metrics_3d = nn.ModuleDict({n: make_3d() for n in self.decoders}) if make_3d else None
         self.metrics_coco = nn.ModuleDict({n: make_coco() for n in self.decoders}) if make_coco else None
 
     def decode(self, name: str, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.decoders[name](heatmaps)
-        if len(out) == 3:  # multi-peak: (coords [B,K,P,n], scores [B,K,P], mask): take the strongest
-            coords, scores, mask = out
-            # no peak above the threshold: the argmax, like every single-peak decoder, not the padding
-            fallback, _ = argmax_decode(heatmaps)
-            return torch.where(mask[:, :, :1], coords[:, :, 0], fallback), scores[:, :, 0]
-        return out
+        return strongest_peak(*self.decoders[name](heatmaps))
 
     @torch.no_grad()
     def update(self, heatmaps: Tensor, batch: Mapping) -> dict[str, Tensor]:
         """Decode with every decoder and update its metrics. Returns name -> input-px coords ``[B, K, 2]``."""
         heatmaps = heatmaps.detach().float()
         predictions = {}
+        truth = None
+        if self.metrics_coco is not None and isinstance(next(iter(self.metrics_coco.values())), SampleOksAP):
+            truth = oks_truth(batch)
         for name in self.decoders:
             coords_hm, scores = self.decode(name, heatmaps)
-            xy = to_input(coords_hm[..., :2], self.stride)
+            xy = self.grid.to_input(coords_hm[..., :2])
             predictions[name] = xy
             self.metrics[name].update(xy, batch["keypoints"], batch["visible"], batch["norm"])
             if self.metrics_3d is not None and coords_hm.shape[-1] == 3:
-                joints = lift_to_camera(coords_hm, batch, self.stride, self.depth_bins, self.depth_range_mm)
+                joints = lift_to_camera(coords_hm, batch, self.grid)
                 # every joint with 3D ground truth counts, also those hidden in the depth image
                 known = torch.isfinite(batch["joints3d"]).all(-1)
                 self.metrics_3d[name].update(joints, batch["joints3d"], known, batch["has_3d"])
             if self.metrics_coco is not None:
-                self.metrics_coco[name].update(
-                    batch["image_id"],
-                    to_image_space(xy, batch["to_image"]),
-                    scores,
-                    sample_index=batch.get("sample_index"),
-                )
+                image_xy = to_image_space(xy, batch["to_image"])
+                if truth is not None:
+                    self.metrics_coco[name].update(
+                        image_xy, scores, *truth, sample_index=batch["sample_index"]
+                    )
+                else:
+                    self.metrics_coco[name].update(
+                        batch["image_id"], image_xy, scores, sample_index=batch.get("sample_index")
+                    )
         return predictions
 
     def compute(self) -> dict[str, dict[str, float]]:
@@ -122,7 +147,11 @@ class DecoderScorer(nn.Module):
             if self.metrics_coco is not None and self.metrics_coco[name].update_called:
                 stats = self.metrics_coco[name].compute_stats()
                 values.update(
-                    {k.lower(): float(stats[k]) for k in ("AP", "AP50", "AP75", "AR") if k in stats}
+                    {
+                        k.lower(): float(stats[k])
+                        for k in ("AP", "AP_bound", "AP50", "AP75", "AR")
+                        if k in stats
+                    }
                 )
             results[name] = values
         self.reset()
