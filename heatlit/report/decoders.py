@@ -1,0 +1,159 @@
+"""Decoders against a reference decoder, paired per test sample within each run (``per_sample.npz``).
+
+Every decoder scores the same forward pass, so the difference of two decoders' metrics on one run has a
+paired bootstrap interval over test samples (:func:`heatlit.report.stats.paired_bootstrap`): the resampled
+rows are the same for both decoders, and the point estimate is exactly the difference of the numbers in
+results.json (checked: a ``per_sample.npz`` that disagrees with its results.json is not used). The interval
+is over the test samples only: it says how sure the comparison is on this trained model, not over seeds
+(the encoding effect's intervals are over seeds).
+
+The reference is ``argmax`` (the decoder every sub-pixel refinement improves on, and the one rule with no
+parameters); a run that did not score it is compared against the first decoder it scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from heatlit.per_sample import FILE_NAME, PerSampleError, read_per_sample
+from heatlit.report.collect import Row, unique_jobs
+from heatlit.report.stats import RESAMPLES, Interval, paired_bootstrap
+from heatlit.report.tables import CI, Table, sort_rows
+
+REFERENCE_DECODER = "argmax"
+METRICS = ("pckh@0.1", "pckh@0.5", "auc", "rmse")
+UNIT = "test samples"
+
+
+@dataclass
+class DecoderEffects:
+    """The table (one record per run and decoder, ``record["ci"]``: bootstrap intervals) and the runs left out."""
+
+    table: Table
+    reference: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (run label, why)
+
+    @property
+    def header(self) -> str:
+        """``95% CI, percentile bootstrap, n=500 test samples`` (a range of n when runs differ)."""
+        found = [iv for r in self.table.records for iv in r[CI].values()]
+        if not found:
+            return ""
+        ns = sorted({iv.n for iv in found})
+        n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+        return found[0].header(UNIT).replace(f"n={found[0].n} ", f"n={n} ")
+
+
+def reference_decoder(decoders: Sequence[str]) -> str:
+    """``argmax`` when scored, else the first decoder."""
+    return REFERENCE_DECODER if REFERENCE_DECODER in decoders else decoders[0]
+
+
+def disagreement(samples, row: Row, metrics: Sequence[str]) -> str | None:
+    """Why ``per_sample.npz`` does not belong to this results.json row, or None when they agree."""
+    for m in metrics:
+        reported = row.metrics.get(m)
+        if reported is None:
+            continue
+        mine = samples.metric(row.decoder, m)
+        if not math.isclose(mine, reported, rel_tol=1e-4, abs_tol=1e-3):
+            return (
+                f"{FILE_NAME} disagrees with results.json ({row.decoder} {m}: {mine:.4f} vs {reported:.4f})"
+            )
+    return None
+
+
+def decoder_effects(
+    rows: Sequence[Row],
+    axes: Sequence[str],
+    metrics: Sequence[str] = METRICS,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> DecoderEffects | None:
+    """Each decoder minus the reference decoder, per run, from the runs' ``per_sample.npz``.
+
+    Args:
+        rows: the sweep's rows (one per run and decoder).
+        axes: the sweep's varying axes (the table's key columns, seed included).
+        metrics: those the file can give (PCK(h)@a, AUC, RMSE, mean error) and the runs reported.
+        resamples, seed: of the bootstrap (the same draws for every decoder of a run).
+
+    Returns:
+        None when no run scored two decoders; otherwise the table (possibly empty: see ``skipped``).
+    """
+    decoders = list(dict.fromkeys(r.decoder for r in rows))
+    if len(decoders) < 2:
+        return None
+    reference = reference_decoder(decoders)
+    metrics = [m for m in metrics if any(r.metrics.get(m) is not None for r in rows)]
+    if not metrics:
+        return None  # e.g. multi-person runs: peak detection, nothing per_sample.npz holds
+    keys = [*axes, "decoder"]
+    table = Table(f"decoders − {reference}, paired per test sample", keys, metrics, signed=True, note="")
+    out = DecoderEffects(table, reference)
+    by_job: dict = {}
+    for row in sort_rows(rows, axes):
+        by_job.setdefault(row.job.path, []).append(row)
+    for job in unique_jobs(rows):
+        runs = {r.decoder: r for r in by_job[job.path]}
+        name = "/".join(runs[next(iter(runs))].value(a) for a in axes) or job.path.name
+        try:
+            samples = read_per_sample(job.path / FILE_NAME)
+            why = next((w for r in runs.values() if (w := disagreement(samples, r, metrics))), None)
+        except PerSampleError as exc:
+            why = str(exc)
+        if why is None and reference not in runs:
+            why = f"no {reference} results"
+        if why is not None:
+            out.skipped.append((name, why))
+            continue
+        for decoder, row in runs.items():
+            if decoder == reference:
+                continue
+            record = {k: row.value(k) for k in keys}
+            record[CI] = {}
+            for m in metrics:
+                if row.metrics.get(m) is None or runs[reference].metrics.get(m) is None:
+                    record[m] = None
+                    continue
+                a, weight = samples.values(decoder, m)
+                b, _ = samples.values(reference, m)
+                iv: Interval = paired_bootstrap(
+                    a, b, weight, samples.reduce(m), resamples=resamples, seed=seed
+                )
+                record[m], record[CI][m] = iv.mean, iv
+            table.records.append(record)
+    return out
+
+
+def decoder_markdown(effects: DecoderEffects) -> str:
+    """The report.md section: what the cells are, the table (bold: resolved), the runs left out."""
+    from heatlit.report.tables import metric_label
+
+    table = effects.table
+    lines = [
+        f"## Decoders against {effects.reference}, paired per test sample\n",
+        f"Each decoder's metric minus {effects.reference}'s on the same forward pass of the same run: the "
+        f"difference and its {effects.header or '95% CI, percentile bootstrap over test samples'} "
+        "(the same resampled samples for both decoders); **bold**: the interval excludes 0. "
+        "↑ metrics improve when positive, ↓ metrics when negative.\n",
+    ]
+    if table.records:
+        head = [*table.keys, *(f"Δ {metric_label(m)}" for m in table.metrics)]
+        rows = [
+            "| " + " | ".join(head) + " |",
+            "| " + " | ".join(["---"] * len(table.keys) + ["---:"] * len(table.metrics)) + " |",
+        ]
+        for record in table.records:
+            cells = [str(record[k]) for k in table.keys]
+            for m in table.metrics:
+                iv = record[CI].get(m)
+                text = "–" if iv is None else iv.format()
+                cells.append(f"**{text}**" if iv is not None and iv.sign else text)
+            rows.append("| " + " | ".join(cells) + " |")
+        lines.append("\n".join(rows) + "\n")
+    if effects.skipped:
+        lines.append("".join(f"- not compared: `{name}`: {why}\n" for name, why in effects.skipped))
+    return "\n".join(lines)
