@@ -14,10 +14,11 @@ parameters); a run that did not score it is compared against the first decoder i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from heatlit.per_sample import FILE_NAME, PerSampleError, read_per_sample
+from heatlit.per_sample import FILE_NAME, PerSample, PerSampleError, read_per_sample
 from heatlit.report.collect import Row, unique_jobs
 from heatlit.report.stats import RESAMPLES, Interval, paired_bootstrap
 from heatlit.report.tables import CI, Table, sort_rows
@@ -51,18 +52,57 @@ def reference_decoder(decoders: Sequence[str]) -> str:
     return REFERENCE_DECODER if REFERENCE_DECODER in decoders else decoders[0]
 
 
-def disagreement(samples, row: Row, metrics: Sequence[str]) -> str | None:
-    """Why ``per_sample.npz`` does not belong to this results.json row, or None when they agree."""
-    for m in metrics:
-        reported = row.metrics.get(m)
-        if reported is None:
-            continue
-        mine = samples.metric(row.decoder, m)
-        if not math.isclose(mine, reported, rel_tol=1e-4, abs_tol=1e-3):
-            return (
-                f"{FILE_NAME} disagrees with results.json ({row.decoder} {m}: {mine:.4f} vs {reported:.4f})"
-            )
+def disagreement(samples: PerSample, decoder: str, reported: Mapping[str, float | None]) -> str | None:
+    """Why ``per_sample.npz`` does not belong to the run that reported ``reported`` (metric -> value) for
+    ``decoder``, or None when every metric the file can give agrees."""
+    for m, value in reported.items():
+        try:
+            mine = samples.metric(decoder, m)
+        except PerSampleError as exc:
+            if decoder not in samples.errors:
+                return str(exc)
+            continue  # a metric the file does not hold (AP, MPJPE, ...)
+        if value is not None and not math.isclose(mine, value, rel_tol=1e-4, abs_tol=1e-3):
+            return f"{FILE_NAME} disagrees with results.json ({decoder} {m}: {mine:.4f} vs {value:.4f})"
     return None
+
+
+def load_checked(folder: Path, run: Mapping[str, Mapping[str, float | None]]) -> tuple[PerSample | None, str]:
+    """A run folder's ``per_sample.npz`` when it recomputes ``run`` (decoder -> metric -> value, its
+    results.json), else None and why."""
+    try:
+        samples = read_per_sample(folder / FILE_NAME)
+    except PerSampleError as exc:
+        return None, str(exc)
+    why = next((w for d, values in run.items() if (w := disagreement(samples, d, values))), None)
+    return (None, why) if why else (samples, "")
+
+
+def bootstrap(
+    samples: PerSample, a: str, b: str, metric: str, resamples: int = RESAMPLES, seed: int = 0
+) -> Interval:
+    """Decoder ``a`` minus decoder ``b`` on ``metric``, paired bootstrap over the test samples.
+
+    For RMSE and mean error a joint counts when both predictions are finite (the same joints on both sides).
+    """
+    va, wa = samples.values(a, metric)
+    vb, wb = samples.values(b, metric)
+    weight = wa * wb if metric in ("rmse", "mean_error") else wa
+    return paired_bootstrap(va, vb, weight, samples.reduce(metric), resamples=resamples, seed=seed)
+
+
+def samples_interval(
+    folder: Path, a: str, b: str, metric: str, run: Mapping[str, Mapping[str, float | None]]
+) -> Interval | None:
+    """:func:`bootstrap` from a run folder's ``per_sample.npz``; None when it is missing, disagrees with the
+    run's results (``run``: decoder -> metric -> value) or cannot give ``metric``."""
+    samples, _ = load_checked(folder, run)
+    if samples is None:
+        return None
+    try:
+        return bootstrap(samples, a, b, metric)
+    except PerSampleError:
+        return None
 
 
 def decoder_effects(
@@ -99,14 +139,10 @@ def decoder_effects(
     for job in unique_jobs(rows):
         runs = {r.decoder: r for r in by_job[job.path]}
         name = "/".join(runs[next(iter(runs))].value(a) for a in axes) or job.path.name
-        try:
-            samples = read_per_sample(job.path / FILE_NAME)
-            why = next((w for r in runs.values() if (w := disagreement(samples, r, metrics))), None)
-        except PerSampleError as exc:
-            why = str(exc)
-        if why is None and reference not in runs:
-            why = f"no {reference} results"
-        if why is not None:
+        samples, why = load_checked(job.path, {d: r.metrics for d, r in runs.items()})
+        if samples is not None and reference not in runs:
+            samples, why = None, f"no {reference} results"
+        if samples is None:
             out.skipped.append((name, why))
             continue
         for decoder, row in runs.items():
@@ -118,11 +154,7 @@ def decoder_effects(
                 if row.metrics.get(m) is None or runs[reference].metrics.get(m) is None:
                     record[m] = None
                     continue
-                a, weight = samples.values(decoder, m)
-                b, _ = samples.values(reference, m)
-                iv: Interval = paired_bootstrap(
-                    a, b, weight, samples.reduce(m), resamples=resamples, seed=seed
-                )
+                iv = bootstrap(samples, decoder, reference, m, resamples, seed)
                 record[m], record[CI][m] = iv.mean, iv
             table.records.append(record)
     return out
