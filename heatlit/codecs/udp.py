@@ -15,7 +15,10 @@ so it is zero at the centre and largest at the first/last input pixel centre, ``
 px = ``+-(s - 1) / 2`` input px: **0.375 heatmap px (1.5 input px) at stride 4, 0.4375 (3.5 input px) at
 stride 8**, independent of the image size. UDP's heatmap scale is ``(W_hm - 1) / (W_in - 1)``, slightly
 less than ``1 / s``. :func:`udp_to_heatmap` / :func:`udp_to_input` are that transform as pure functions;
-the heatmap grid of the data pipeline takes it as an option (not wired here).
+the heatmap grid takes it as its ``udp`` mapping (``data.grid_mapping=udp``,
+:class:`heatlit.codecs.grid.UnitLength`). UDP also crops the input with unit length (a box of width
+``b`` scaled by ``(W_in - 1) / b``, heatlit by ``W_in / b``): a 0.6 % zoom at ``W_in = 160``, not a bias,
+because ``to_image`` inverts whichever crop was made; heatlit keeps its crop under either mapping.
 
 **The combined target** (UDP's "combined" heatmap type): per keypoint a binary classification map, 1 on
 the pixels within ``radius`` of the keypoint (``radius = radius_factor * max(size)``, 3.5 px on a 64x48 map
@@ -205,6 +208,8 @@ class UDPOffsetCodec(Codec):
 
     Called, it encodes: ``(keypoints[B, K, n], visible, heatmap_size) -> (targets[B, K, 1 + n, *S], weights)``.
     """
+
+    output_kind = "udp_offset"
 
     def __init__(
         self,
