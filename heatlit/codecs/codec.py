@@ -28,6 +28,9 @@ class Codec:
     """
 
     dims: tuple[int, ...] = (2, 3)
+    #: What the representation's model emits and its decoder reads: ``"heatmap"`` (``[B, K, *S]`` maps),
+    #: ``"udp_offset"`` or ``"simcc"`` (read by the run's representation check).
+    output_kind: str = "heatmap"
 
     def __init__(self, **options) -> None:
         self.options = options

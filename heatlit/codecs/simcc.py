@@ -204,6 +204,8 @@ class SimCCCodec(Codec):
     Called, it encodes: ``(keypoints[B, K, n], visible, size) -> ((x[B, K, W k], y[B, K, H k][, z]), weights)``.
     """
 
+    output_kind = "simcc"
+
     def __init__(
         self,
         split_ratio: float = 2.0,

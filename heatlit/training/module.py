@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -13,7 +13,10 @@ from torch import nn
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
+from heatlit.training.outputs import HeatmapOutput, flip_heatmaps
 from heatlit.training.scoring import DecoderScorer
+
+__all__ = ["CHOICES_KEY", "CONFIG_KEY", "HeatmapModule", "flip_heatmaps"]
 
 Tensor = torch.Tensor
 
@@ -21,27 +24,13 @@ CONFIG_KEY = "heatlit_config"  # the composed run config, stored in every checkp
 CHOICES_KEY = "heatlit_choices"  # which option of each config group the run used
 
 
-def flip_heatmaps(heatmaps: Tensor, flip_index: Sequence[int]) -> Tensor:
-    """Mirror heatmaps horizontally and swap left/right channels.
-
-    With aligned pixel extents (see :func:`heatlit.codecs.coords.to_heatmap`) a flip is ``x -> W-1-x``
-    in input and heatmap space alike, so no one-pixel shift is needed (HRNet needs one because its
-    mapping is ``x / stride``).
-
-    Args:
-        heatmaps: ``[B, K, ..., W]``.
-        flip_index: ``[K]`` channel permutation (:attr:`DatasetDescription.flip_index`).
-    """
-    flipped = torch.flip(heatmaps, dims=[-1])
-    return flipped[:, torch.as_tensor(flip_index, dtype=torch.long, device=heatmaps.device)]
-
-
 class HeatmapModule(L.LightningModule):
-    """Trains a heatmap model and scores it with every configured decoder.
+    """Trains a heatmap model (or another coordinate representation's) and scores it with every configured decoder.
 
     Args:
-        model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
-        loss: :class:`HeatmapLoss`.
+        model: ``model(image[B,C,H,W]) -> list[output]``, final prediction last; each output of the kind
+            ``output`` describes (heatmaps by default, see :mod:`heatlit.training.outputs`).
+        loss: ``loss(outputs, batch) -> (total, parts)``, e.g. :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
         make_metrics / make_3d: metric factories (see :class:`DecoderScorer`); make_coco: ``stage ->``
             OKS AP metric (each split has its own annotation file).
@@ -51,6 +40,8 @@ class HeatmapModule(L.LightningModule):
         description: the data's :class:`DatasetDescription` (flip test, qualitative figure, results.json).
         flip_test: average each prediction with the prediction on the mirrored input.
         qualitative: how many test samples to keep for the qualitative figure.
+        output: the model's output kind (:class:`~heatlit.training.outputs.HeatmapOutput` by default): its
+            flip test and the map the qualitative figure draws.
     """
 
     def __init__(
@@ -67,9 +58,11 @@ class HeatmapModule(L.LightningModule):
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
         qualitative: int = 8,
+        output: HeatmapOutput | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.output = output if output is not None else HeatmapOutput()
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.grid, self.description = grid, description
@@ -87,6 +80,7 @@ class HeatmapModule(L.LightningModule):
             }
         )
         self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.decode_times: dict[str, dict[str, dict[str, float | int]]] = {}  # stage -> decoder -> timing
         self.qualitative = int(qualitative)
         self.samples: dict[str, Tensor] = {}
         self.run_config: dict | None = None
@@ -101,11 +95,12 @@ class HeatmapModule(L.LightningModule):
         return self.model(image)
 
     def predict_heatmaps(self, image: Tensor) -> Tensor:
-        """Final-stage heatmaps ``[B, K, ...]``, flip-averaged when flip testing is on."""
+        """Final-stage heatmaps ``[B, K, ...]`` (or the output kind's prediction), flip-averaged when flip
+        testing is on."""
         heatmaps = self.model(image)[-1]
         if self.flip_test:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.description.flip_index))
+            heatmaps = self.output.flip_average(heatmaps, mirrored, self.description.flip_index)
         return heatmaps
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -136,13 +131,13 @@ class HeatmapModule(L.LightningModule):
     def _kept(self) -> int:
         return 0 if not self.samples else self.samples["image"].shape[0]
 
-    def _keep(self, batch: dict, heatmaps: Tensor, predictions: dict[str, Tensor]) -> None:
+    def _keep(self, batch: dict, heatmaps, predictions: dict[str, Tensor]) -> None:
         take = self.qualitative - self._kept()
         new = {
             "image": batch["image"][:take, 0],
             "keypoints": batch["keypoints"][:take],
             "visible": batch["visible"][:take],
-            "heatmaps": heatmaps[:take].amax(1) if heatmaps.dim() == 4 else heatmaps[:take].amax((1, 2)),
+            "heatmaps": self.output.preview(heatmaps)[:take],
             **{f"pred/{k}": v[:take] for k, v in predictions.items()},
         }
         for key, value in new.items():
@@ -150,6 +145,7 @@ class HeatmapModule(L.LightningModule):
             self.samples[key] = value if key not in self.samples else torch.cat([self.samples[key], value])
 
     def _log_results(self, stage: str) -> None:
+        self.decode_times[stage] = self.scorers[stage].decode_times()  # read before compute() resets them
         results = self.scorers[stage].compute()
         self.results[stage] = results
         flat = {

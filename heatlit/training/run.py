@@ -23,6 +23,7 @@ from heatlit.results import decoder_table, ordered_metrics, write_results
 from heatlit.training.artifacts import qualitative_figure
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule
+from heatlit.training.outputs import build_output, check_representation
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,11 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
     from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
 
+    output, loss = build_output(cfg), instantiate(cfg.loss)
+    check_representation(output, datamodule.encoder, loss, decoders)
     desc, grid = datamodule.description, datamodule.grid
-    model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
+    make_model = functools.partial(instantiate, cfg.model, in_channels=desc.in_channels)
+    model = output.build(make_model, desc.num_keypoints, grid)
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
@@ -100,7 +104,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
 
     return HeatmapModule(
         model=model,
-        loss=instantiate(cfg.loss),
+        loss=loss,
         decoders=decoders,
         make_metrics=make_metrics,
         make_3d=make_3d,
@@ -111,6 +115,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         description=desc,
         flip_test=cfg.flip_test,
         qualitative=cfg.qualitative,
+        output=output,
     )
 
 
@@ -172,6 +177,7 @@ def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path
         extra,
         grid=module.grid.describe(),
         dataset=module.description.to_dict(),
+        decode_time=module.decode_times,
     )
     log.info("results written to %s", path)
     if module.samples:
@@ -251,6 +257,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.get("data") is not None:
         run_cfg.data.stride = trained.stride
         run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
+        run_cfg.data.grid_mapping = trained.get("grid_mapping", "aligned")
     run_cfg.run_choices = checkpoint.get(CHOICES_KEY)
     run_cfg.output_dir = cfg.output_dir
     run_cfg.trainer = cfg.trainer
