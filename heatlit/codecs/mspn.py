@@ -23,8 +23,8 @@ Design note (how this reads the reference codec in heatlit's convention, see :mo
   targets (tested): exactly ``q`` once ``q`` is more than ``(k - 1) / 2`` px from every edge; 0.25 px off
   ``q`` closer in, and 1.25 px off on the edge pixel itself, where the zero border drags the peak inwards.
   (Decoding with the encoder's reflecting border is worse, up to 2 px, because of the lopsided targets.)
-- MSPN supervises its stages with shrinking kernels (15, 11, 9, 7): that is one codec per stage, which the
-  training loop cannot express yet (every stage is supervised against one target).
+- MSPN supervises its stages with shrinking kernels (15, 11, 9, 7): the encoding makes the final stage's
+  target (kernel 7) and :class:`heatlit.training.losses.MSPNLoss` the earlier stages' (``representation=mspn``).
 
 2D and 3D (the same separable construction over D, H, W).
 """
