@@ -1,4 +1,4 @@
-"""``python -m heatlit.eval ckpt_path=<ckpt> [data=...]``: test a checkpoint with every decoder."""
+"""``python -m heatlit.eval ckpt_path=<run folder or checkpoint> [data=...]``: test a checkpoint with every decoder."""
 
 from __future__ import annotations
 

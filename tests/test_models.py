@@ -233,12 +233,16 @@ def test_pretrained_round_trip_plain_and_lightning(tmp_path: Path):
     torch.save(src.state_dict(), plain)
     assert _same_weights(src, tiny("hrnet_tiny", pretrained=str(plain)))
 
-    # A Lightning checkpoint: network under `model.`, other members and pickled hyper-parameters around it.
+    # A Lightning checkpoint: network under `model.`, other members and plain hyper-parameters around it.
     ckpt = tmp_path / "last.ckpt"
     state = {f"model.{k}": v for k, v in src.state_dict().items()}
     state["loss_fn.weight"] = torch.ones(3)
-    torch.save({"state_dict": state, "hyper_parameters": OmegaConf.create({"lr": 1e-3})}, ckpt)
+    torch.save({"state_dict": state, "hyper_parameters": {"lr": 1e-3}}, ckpt)
     assert _same_weights(src, tiny("hrnet_tiny", pretrained=str(ckpt)))
+    # Pickled objects (here OmegaConf hyper-parameters) are refused, never unpickled: the loader is weights-only.
+    torch.save({"state_dict": state, "hyper_parameters": OmegaConf.create({"lr": 1e-3})}, ckpt)
+    with pytest.raises(ValueError, match=r"refusing to load .*last.ckpt: it would import omegaconf"):
+        load_pretrained(tiny("hrnet_tiny"), ckpt)
 
 
 def test_pretrained_partial_and_aliased(tmp_path: Path):

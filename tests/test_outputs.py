@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from heatlit.codecs import HeatmapGrid, SimCCCodec, UDPOffsetCodec, gaussian_heatmaps
-from heatlit.config import ConfigError
 from heatlit.models import SimpleBaseline
+from heatlit.training.checks import ConfigError
 from heatlit.training.outputs import (
     HeatmapOutput,
     SimCCOutput,

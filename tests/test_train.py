@@ -15,9 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from heatlit.codecs import HeatmapGrid
-from heatlit.config import ConfigError
 from heatlit.results import SCHEMA_VERSION, read_results
-from heatlit.training.run import build_datamodule, build_decoders, build_module, evaluate, monitor_key, train
+from heatlit.training.checks import ConfigError
+from heatlit.training.run import build_datamodule, build_decoders, build_module, monitor_key, train
 from tests.conftest import CONF_DIR, ROOT
 
 # A tiny rendered dataset, shared by every test of this module (generated once into a session cache).
@@ -89,40 +89,6 @@ def test_3d_head_with_integral_loss_reports_mpjpe(tmp_path, data_dir):
     )
     for metrics in results["test"].values():
         assert metrics["mpjpe"] > 0 and torch.isfinite(torch.tensor(metrics["mpjpe"]))
-
-
-@pytest.mark.slow
-def test_resume_from_last_matches_uninterrupted(tmp_path, data_dir):
-    common = [
-        "model=hourglass_tiny",
-        "debug=limit",
-        "callbacks=default",
-        "callbacks.progress=null",
-        "callbacks.lr=null",
-        "trainer.accelerator=cpu",
-    ]
-    full = run_train([*common, "trainer.max_epochs=2"], tmp_path / "full", data_dir)
-    run_train([*common, "trainer.max_epochs=1"], tmp_path / "part", data_dir)
-    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    assert last.is_file()
-    resumed = run_train(
-        [*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "ignored", data_dir
-    )
-    assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 2  # resumed in place
-    for decoder, metrics in full["test"].items():
-        for name, value in metrics.items():
-            assert resumed["test"][decoder][name] == pytest.approx(value, abs=1e-4), (decoder, name)
-    # the checkpoint carries its config: evaluating it reproduces the test numbers
-    best = json.loads((tmp_path / "full" / "results.json").read_text())["best_checkpoint"]
-    evaluated = run_train(
-        [f"ckpt_path={best}", "logger=none", "trainer.accelerator=cpu", "qualitative=0"],
-        tmp_path / "eval",
-        data_dir,
-        config="eval",
-        fn=evaluate,
-    )
-    for name, value in full["test"]["dark"].items():
-        assert evaluated["test"]["dark"][name] == pytest.approx(value, abs=1e-4), name
 
 
 @pytest.mark.parametrize(
@@ -267,7 +233,7 @@ def test_dropped_decoder_leaves_no_half_config(tmp_path):
     assert "soft_argmax" not in cfg.decoders
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["+decoders.bogus.beta=3"])
-    from heatlit.config import check_config
+    from heatlit.training.checks import check_config
 
     with pytest.raises(ConfigError, match="decoders.bogus is not a decoder config"):
         check_config(cfg)

@@ -236,10 +236,11 @@ class HeatmapDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         dataset = self.dataset(split)
         train = split == "train"
+        sampler = EpochSampler(len(dataset), self.seed, shuffle=train)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSampler(len(dataset), self.seed, shuffle=train),
+            sampler=sampler if train else self._share(sampler),
             drop_last=train and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             collate_fn=self.collate,
@@ -247,6 +248,22 @@ class HeatmapDataModule(L.LightningDataModule):
             # Own generator: creating an iterator must not draw from (and shift) the trainer's torch RNG.
             generator=torch.Generator().manual_seed(self.seed),
             persistent_workers=self.num_workers > 0,
+        )
+
+    def _share(self, sampler: EpochSampler) -> Sampler:
+        """Under DDP, this process's share of an evaluated split: every sample exactly once over all processes.
+
+        Lightning would wrap val/test in a DistributedSampler, which pads the split with repeated samples to
+        give every process the same number; the metrics (sums over samples, reduced across processes) would
+        count those twice. Shares may differ by one sample, which evaluation allows (no gradient sync).
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size <= 1:
+            return sampler
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
+
+        return UnrepeatedDistributedSamplerWrapper(
+            sampler, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
         )
 
     def train_dataloader(self) -> DataLoader:

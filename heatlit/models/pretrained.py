@@ -3,19 +3,21 @@
 Accepts a plain state dict (``.pt``/``.pth``), a Lightning checkpoint (``.ckpt``: its ``state_dict``, whose
 model keys carry a ``model.`` prefix) or a DataParallel dict (``module.`` prefix). Tensors whose shapes do
 not fit (another joint count, RGB weights into a depth model) are skipped and logged rather than fatal,
-because partial initialisation from a backbone is the common case.
+because partial initialisation from a backbone is the common case. Files are read with
+``weights_only=True`` (:mod:`heatlit.models.checkpoint`): one that would run code is refused, never retried.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +30,6 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
-
-
-def _read(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Lightning checkpoints pickle hyper-parameters (e.g. OmegaConf nodes) that the safe loader refuses;
-        # the user named this local file explicitly, so fall back to the full unpickler.
-        log.warning("%s holds non-tensor Python objects; loading it with weights_only=False", path)
-    except Exception as err:  # any failure here means an unreadable file
-        raise ValueError(
-            f"cannot read pretrained weights {path}: not a torch checkpoint or corrupt ({err})"
-        ) from err
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(
-            f"cannot read pretrained weights {path}: not a torch checkpoint or corrupt ({err})"
-        ) from err
 
 
 def _state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -96,13 +79,14 @@ def load_pretrained(
         A :class:`LoadReport`; missing, unexpected and shape-mismatched keys are also logged.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: unreadable file, or not a single tensor fits the model.
+        FileNotFoundError: no such file. CheckpointError (a ValueError): unreadable or unsafe file.
+        ValueError: not a single tensor fits the model.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
     own = model.state_dict()
-    state = _apply_aliases(_state_dict(_read(path), path), own, aliases or {})
+    state = _apply_aliases(_state_dict(load_checkpoint(path), path), own, aliases or {})
     report = LoadReport()
     fitting = {}
     for key, value in state.items():

@@ -27,3 +27,52 @@ def wandb_logger(**kwargs):
         **kwargs,
         **extra,
     )
+
+
+def csv_logger(save_dir: str, name: str = "csv", version: str = "", resume_step: int | None = None, **kwargs):
+    """Lightning's ``CSVLogger``; with ``resume_step`` (a resumed run) the existing ``metrics.csv`` continues.
+
+    Lightning deletes an existing metrics file. A resumed run instead keeps the rows logged up to its
+    checkpoint's global step and appends after them; rows past that step were logged after the checkpoint and
+    are logged again by the resumed run, so they are dropped rather than duplicated.
+    """
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+    if resume_step is None:
+        return CSVLogger(save_dir, name=name, version=version, **kwargs)
+
+    class ContinuedWriter(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            path = Path(self.metrics_file_path)
+            if not path.is_file():
+                return
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                header, rows = list(reader.fieldnames or []), list(reader)
+
+            def before(row: dict) -> bool:
+                try:
+                    return float(row.get("step") or "nan") <= resume_step
+                except ValueError:
+                    return True
+
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(r for r in rows if before(r))
+            self.metrics_keys = sorted(header)
+
+    class ContinuedCSVLogger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self):
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = ContinuedWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    return ContinuedCSVLogger(save_dir, name=name, version=version, **kwargs)

@@ -20,8 +20,14 @@ __all__ = ["CHOICES_KEY", "CONFIG_KEY", "HeatmapModule", "flip_heatmaps"]
 
 Tensor = torch.Tensor
 
-CONFIG_KEY = "heatlit_config"  # the composed run config, stored in every checkpoint for `heatlit.eval`
-CHOICES_KEY = "heatlit_choices"  # which option of each config group the run used
+# What every heatlit checkpoint carries beside the weights (plain containers only: see heatlit.models.checkpoint):
+# the composed run config, resolved (what `heatlit.eval` and a resume run with); the run's choices as
+# results.json reports them (model, encoding, sigma, ...); every config-group option the run used (a resume
+# compares typed overrides with these); the keypoint count and input channels the model was built for.
+CONFIG_KEY = "heatlit_config"
+CHOICES_KEY = "heatlit_choices"
+GROUPS_KEY = "heatlit_groups"
+SHAPE_KEY = "heatlit_shape"  # {"num_joints": K, "in_channels": C}
 
 
 class HeatmapModule(L.LightningModule):
@@ -83,13 +89,10 @@ class HeatmapModule(L.LightningModule):
         self.decode_times: dict[str, dict[str, dict[str, float | int]]] = {}  # stage -> decoder -> timing
         self.qualitative = int(qualitative)
         self.samples: dict[str, Tensor] = {}
-        self.run_config: dict | None = None
-        self.run_choices: dict | None = None
+        self.run_record: dict = {}  # CONFIG_KEY, CHOICES_KEY, ... -> plain containers, saved with every checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.run_config is not None:
-            checkpoint[CONFIG_KEY] = self.run_config
-            checkpoint[CHOICES_KEY] = self.run_choices
+        checkpoint.update(self.run_record)
 
     def forward(self, image: Tensor) -> list[Tensor]:
         return self.model(image)
@@ -153,7 +156,9 @@ class HeatmapModule(L.LightningModule):
             for dec, values in results.items()
             for name, value in values.items()
         }
-        self.log_dict(flat)  # already reduced across processes by torchmetrics
+        # Already reduced across processes by torchmetrics: the mean of equal values changes nothing, and a
+        # distributed run then logs without Lightning warning about unsynchronised epoch values.
+        self.log_dict(flat, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_results("val")

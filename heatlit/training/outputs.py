@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from heatlit.codecs.grid import HeatmapGrid
+from heatlit.training.checks import ConfigError
 
 Tensor = torch.Tensor
 Output = Tensor | tuple[Tensor, ...]
@@ -149,10 +150,8 @@ def check_representation(output, encoder, loss, decoders: Mapping[str, object]) 
     """The encoding, loss, model output and every decoder must speak the same output kind.
 
     Raises:
-        heatlit.config.ConfigError: one line naming the mismatch and the representation to choose.
+        heatlit.training.checks.ConfigError: one line naming the mismatch and the representation to choose.
     """
-    from heatlit.config import ConfigError
-
     kind = output.kind
     parts = {"encoding": encoder, "loss": loss}
     for role, obj in parts.items():

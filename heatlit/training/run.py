@@ -11,19 +11,28 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from heatlit.config import ConfigError, check_config, check_decoders, check_model_data, resolve_ckpt
-from heatlit.results import decoder_table, ordered_metrics, write_results
+from heatlit.data.errors import DataError
+from heatlit.models.checkpoint import CheckpointError, load_checkpoint
+from heatlit.results import FILE_NAME, decoder_table, ordered_metrics, read_results, write_results
 from heatlit.training.artifacts import qualitative_figure
+from heatlit.training.checks import ConfigError, check_config, check_decoders, check_fits, check_model_data
 from heatlit.training.gpu_lease import lease_gpu
-from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, HeatmapModule
+from heatlit.training.job import (
+    discard_invocation,
+    hydra_groups,
+    is_multirun,
+    is_rank_zero,
+    quiet_worker_logs,
+    settle_job_dir,
+)
+from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
 from heatlit.training.outputs import build_output, check_representation
+from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +51,9 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     """
     if cfg.get("run_choices"):
         picked = dict(OmegaConf.to_container(cfg.run_choices))
-        picked["data"] = _hydra_choices().get("data") or picked.get("data")
+        picked["data"] = hydra_groups().get("data") or picked.get("data")
         return picked
-    picked = _hydra_choices()
+    picked = {k: v for k, v in hydra_groups().items() if "@" not in k}
     for group in ("model", "encoding", "loss", "data"):
         picked.setdefault(group, OmegaConf.select(cfg, f"{group}._target_", default="?").rsplit(".", 1)[-1])
     sigma = OmegaConf.select(cfg, "encoding.sigma")
@@ -54,29 +63,30 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     return picked
 
 
-def _hydra_choices() -> dict[str, Any]:
-    picked: dict[str, Any] = {}
-    try:
-        runtime = HydraConfig.get().runtime.choices
-        picked = {
-            k: v for k, v in runtime.items() if not k.startswith("hydra") and "@" not in k and v is not None
-        }
-    except ValueError:
-        pass
-    return picked
-
-
 def build_datamodule(cfg: DictConfig):
     """The data module with the configured encoder. Bad data settings (a missing root, file or required
-    option) surface as one ConfigError naming the problem, not as a chain of instantiation errors."""
+    option, a 3D head on data without 3D joints) surface as one ConfigError naming the problem, not as a
+    chain of instantiation errors."""
     encoder = instantiate(cfg.encoding)
+    name = f"data={choices(cfg).get('data', '?')}"
     try:
-        return instantiate(cfg.data, encoder=encoder)
+        datamodule = instantiate(cfg.data, encoder=encoder)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, ValueError | FileNotFoundError | MissingMandatoryValue):
-            raise ConfigError(f"data={choices(cfg).get('data', '?')}: {cause}") from err
+            raise ConfigError(f"{name}: {cause}") from err
         raise
+    # Building a split's source runs the data's own checks (files, 3D joints) before any training.
+    try:
+        _ = datamodule.description
+    except DataError:
+        raise
+    except ValueError as err:
+        hint = (
+            " (head=3d needs data with 3D joints: use head=2d here)" if cfg.data.get("heatmap_depth") else ""
+        )
+        raise ConfigError(f"{name}: {err}{hint}") from err
+    return datamodule
 
 
 def build_decoders(cfg: DictConfig) -> dict:
@@ -90,8 +100,14 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     output, loss = build_output(cfg), instantiate(cfg.loss)
     check_representation(output, datamodule.encoder, loss, decoders)
     desc, grid = datamodule.description, datamodule.grid
-    make_model = functools.partial(instantiate, cfg.model, in_channels=desc.in_channels)
-    model = output.build(make_model, desc.num_keypoints, grid)
+    try:
+        make_model = functools.partial(instantiate, cfg.model, in_channels=desc.in_channels)
+        model = output.build(make_model, desc.num_keypoints, grid)
+    except InstantiationException as err:
+        # bad options, an unreadable or unsafe pretrained file
+        if isinstance(err.__cause__, ValueError | FileNotFoundError):
+            raise ConfigError(f"model={choices(cfg).get('model', '?')}: {err.__cause__}") from err
+        raise
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
@@ -159,11 +175,18 @@ def finish_loggers(trainer: L.Trainer) -> None:
         wandb.finish()
 
 
-def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path, extra: dict) -> dict:
-    """Print the per-decoder table, write results.json and the qualitative figure; return the results."""
+def report(
+    module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path, extra: dict, picked: dict
+) -> dict:
+    """Print the per-decoder table, write results.json and the qualitative figure; return the results.
+
+    Under DDP every process holds the same (reduced) results; only rank zero prints and writes.
+    """
     from rich.console import Console
 
     results = module.results
+    if not trainer.is_global_zero:
+        return results
     if "test" in results:
         Console().print(decoder_table(results["test"], "test"))
         metrics = ordered_metrics({m for v in results["test"].values() for m in v})
@@ -171,8 +194,8 @@ def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path
         for lg in wandb_loggers(trainer):
             lg.log_table(key="test/decoders", columns=["decoder", *metrics], data=rows)
     path = write_results(
-        out / "results.json",
-        choices(cfg),
+        out / FILE_NAME,
+        picked,
         results,
         extra,
         grid=module.grid.describe(),
@@ -194,36 +217,66 @@ def report(module: HeatmapModule, trainer: L.Trainer, cfg: DictConfig, out: Path
     return results
 
 
+def run_record(cfg: DictConfig, picked: dict, groups: dict, datamodule) -> dict:
+    """What every checkpoint of the run carries beside the weights (plain containers only)."""
+    desc = datamodule.description
+    return {
+        CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True),
+        CHOICES_KEY: picked,
+        GROUPS_KEY: groups,
+        SHAPE_KEY: {"num_joints": desc.num_keypoints, "in_channels": desc.in_channels},
+    }
+
+
 def train(cfg: DictConfig) -> dict:
-    """Fit, test the best checkpoint with every decoder, write artefacts. Returns the results dict."""
+    """Fit, test the best checkpoint with every decoder, write artefacts. Returns the results dict.
+
+    Where the run goes and what it resumes is :func:`heatlit.training.resume.plan_run`'s decision.
+    """
     started = time.time()
+    quiet_worker_logs()
+    try:
+        plan = plan_run(cfg)
+    except (ConfigError, CheckpointError):
+        discard_invocation()  # a refused command leaves no folder or record behind
+        raise
+    settle_job_dir(plan.run_dir, new_run=plan.ckpt is None)
+    if plan.finished:
+        log.info("%s already finished (%s): kept as it is", plan.run_dir, FILE_NAME)
+        return read_results(plan.run_dir / FILE_NAME).results
+    cfg = plan.config
     check_config(cfg)
+    if is_rank_zero():
+        for note in plan.notes:
+            log.info(note)
+        if plan.ckpt is not None:
+            log.info(
+                "resuming %s after epoch %d (%s), up to max_epochs=%s",
+                plan.run_dir,
+                plan.epochs,
+                plan.ckpt.name,
+                OmegaConf.select(cfg, "trainer.max_epochs"),
+            )
+    if plan.ckpt is not None:
+        _continue_loggers(cfg, plan)
     L.seed_everything(cfg.seed, workers=True)
-    # In a multirun, `last` means this job's own folder (stable per job when hydra.sweep.dir is pinned);
-    # searching the sweep would hand every job the same newest checkpoint.
-    search = Path(cfg.output_dir) if _multirun() else Path(cfg.output_dir).parent
-    ckpt = resolve_ckpt(cfg.ckpt_path, search)
-    if ckpt is not None and Path(ckpt).parent.name == "checkpoints":
-        # Resume in the interrupted run's folder, so best-checkpoint tracking and logs carry on there; the
-        # CSV logger writes a new version there (reusing one would delete the earlier curve).
-        cfg.output_dir = str(Path(ckpt).parent.parent)
-        if OmegaConf.select(cfg, "logger.csv") is not None:
-            cfg.logger.csv.version = time.strftime("resumed-%Y%m%d-%H%M%S")
-        log.info("resuming %s in %s", ckpt, cfg.output_dir)
-    out = output_dir(cfg)
     datamodule = build_datamodule(cfg)
     decoders = build_decoders(cfg)
     module = build_module(cfg, datamodule, decoders)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    module.run_choices = choices(cfg)
+    out = output_dir(cfg)  # made once the config has proved buildable
+    picked = plan.choices or choices(cfg)
+    module.run_record = run_record(cfg, picked, plan.groups or dict(hydra_groups()), datamodule)
+    if plan.ckpt is not None:
+        check_fits(module, plan.ckpt, plan.state_shapes, plan.shape, datamodule)
     monitor = monitor_key(cfg, datamodule)
     trainer = build_trainer(cfg, monitor)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        ckpt = None if plan.ckpt is None else str(plan.ckpt)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.test:
             trainer.test(
-                module, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False
+                module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
             )
         extra = {
             "best_checkpoint": best or None,
@@ -233,19 +286,75 @@ def train(cfg: DictConfig) -> dict:
             "wall_time_s": round(time.time() - started, 1),
             "device": str(module.device),
         }
-        return report(module, trainer, cfg, out, extra)
+        if plan.ckpt is not None:
+            extra["resumed_from"] = {"checkpoint": ckpt, "epoch": plan.epochs}
+        return report(module, trainer, cfg, out, extra, picked)
     finally:
         finish_loggers(trainer)
+
+
+def _continue_loggers(cfg: DictConfig, plan: RunPlan) -> None:
+    """The resumed run's CSV continues in the same file, its wandb run under the same id."""
+    with open_dict(cfg):
+        if OmegaConf.select(cfg, "logger.csv") is not None:
+            cfg.logger.csv._target_ = "heatlit.training.loggers.csv_logger"
+            cfg.logger.csv.resume_step = plan.global_step
+        run_id = wandb_run_id(plan.run_dir)
+        if OmegaConf.select(cfg, "logger.wandb") is not None and run_id:
+            cfg.logger.wandb.id = run_id
+            cfg.logger.wandb.resume = "allow"
+
+
+# What `heatlit.eval` reads from its command line; the model, encoding, loss and optimiser are the checkpoint's.
+EVAL_KEYS = (
+    "ckpt_path",
+    "data",
+    "decoders",
+    "flip_test",
+    "monitor",
+    "qualitative",
+    "output_dir",
+    "trainer",
+    "logger",
+    "task_name",
+)
+
+
+def eval_checkpoint(target: Any) -> Path:
+    """The checkpoint ``heatlit.eval`` tests: a file, or a run folder's ``checkpoints/best.ckpt``."""
+    if target in (None, "", "null", "???"):
+        raise ConfigError("evaluation needs ckpt_path=<run folder or checkpoint file>")
+    if target == "last":
+        raise ConfigError(
+            "heatlit.eval needs the run named: ckpt_path=<run folder> (tests its checkpoints/best.ckpt) or "
+            "ckpt_path=<checkpoint file>"
+        )
+    path = Path(str(target))
+    if path.is_dir():
+        found = [
+            path / "checkpoints" / n
+            for n in ("best.ckpt", "last.ckpt")
+            if (path / "checkpoints" / n).is_file()
+        ]
+        if not found:
+            raise ConfigError(f"ckpt_path={path}: no checkpoints/best.ckpt or last.ckpt in it")
+        return found[0]
+    return path
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test a checkpoint with every decoder; data and decoders may differ from the training run."""
     started = time.time()
-    if not cfg.ckpt_path:
-        raise ConfigError("evaluation needs ckpt_path=<path to a heatlit checkpoint>")
-    path = resolve_ckpt(cfg.ckpt_path, Path(cfg.search_root))
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if CONFIG_KEY not in checkpoint:
+    quiet_worker_logs()
+    foreign = [key for key in cfg if key not in EVAL_KEYS]
+    if foreign:
+        raise ConfigError(
+            f"heatlit.eval takes the model, encoding, loss and optimiser from the checkpoint; it cannot use "
+            f"{', '.join(foreign)} (remove those overrides, or train a new run with them)"
+        )
+    path = eval_checkpoint(None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path)
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise ConfigError(f"{path} holds no heatlit run config; was it written by heatlit.train?")
     run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
     # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; data, decoders and
@@ -267,40 +376,35 @@ def evaluate(cfg: DictConfig) -> dict:
     L.seed_everything(run_cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg)
     module = build_module(run_cfg, datamodule, build_decoders(run_cfg))
-    missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
-    if [k for k in missing if not k.startswith("scorers.")] or unexpected:
-        raise ConfigError(
-            f"{path} does not fit the stored model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    state = checkpoint.get("state_dict") or {}
+    check_fits(
+        module, path, {k: tuple(v.shape) for k, v in state.items()}, checkpoint.get(SHAPE_KEY), datamodule
+    )
+    module.load_state_dict(state, strict=False)
     trainer = build_trainer(run_cfg, monitor_key(run_cfg, datamodule))
     try:
         trainer.test(module, datamodule=datamodule, verbose=False)
-        extra = {"checkpoint": path, "wall_time_s": round(time.time() - started, 1)}
-        return report(module, trainer, run_cfg, output_dir(run_cfg), extra)
+        extra = {"checkpoint": str(path), "wall_time_s": round(time.time() - started, 1)}
+        return report(module, trainer, run_cfg, output_dir(run_cfg), extra, choices(run_cfg))
     finally:
         finish_loggers(trainer)
 
 
 def main_guard(fn, cfg: DictConfig) -> Any:
-    """Run ``fn(cfg)``; a config or data error (missing file, corrupt data) becomes a one-paragraph message
-    and exit status 2, not a traceback."""
-    from heatlit.data.errors import DataError
-
+    """Run ``fn(cfg)``; a config, checkpoint or data error (missing file, corrupt data) becomes one message and
+    exit status 2, not a traceback."""
     try:
         return fn(cfg)
-    except (ConfigError, FileNotFoundError, DataError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, DataError) as err:
         from rich.console import Console
+        from rich.markup import escape
 
-        kind = "configuration error" if isinstance(err, ConfigError) else "data error"
-        Console(stderr=True).print(f"[bold red]{kind}:[/] {err}")
+        kind = {ConfigError: "configuration error", CheckpointError: "checkpoint error"}.get(
+            type(err), "data error"
+        )
+        # escaped: a path like `runs/[/x]` is text, not rich markup
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]{kind}:[/] {escape(str(err))}")
         # In a multirun, Hydra records a raised job failure and runs the remaining jobs; an exit would not.
-        if os.environ.get("HEATLIT_RAISE") or _multirun():
+        if os.environ.get("HEATLIT_RAISE") or is_multirun():
             raise
         raise SystemExit(2) from None
-
-
-def _multirun() -> bool:
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +33,9 @@ def check_config(cfg: DictConfig) -> None:
             f"heatmap size does not match the model: data.stride={data_stride} but model.stride={model_stride}; "
             f"set both (e.g. data.stride={model_stride} model.stride={model_stride})"
         )
+    batch = _get(cfg, "data.batch_size")
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise ConfigError(f"data.batch_size must be a positive integer, got {batch}")
     head = _get(cfg, "model.head", "2d")
     depth = _get(cfg, "data.heatmap_depth")
     if head == "3d" and depth is None:
@@ -83,15 +85,33 @@ def check_model_data(model, grid) -> None:
         raise ConfigError(f"a 2D head needs 2D heatmaps: data.heatmap_depth=null, not {grid.depth_bins}")
 
 
-def resolve_ckpt(ckpt_path: str | None, search_root: Path) -> str | None:
-    """``None`` -> None; ``"last"`` -> the newest ``checkpoints/last.ckpt`` under ``search_root``; else the path."""
-    if ckpt_path in (None, "", "null"):
-        return None
-    if ckpt_path == "last":
-        found = sorted(Path(search_root).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise ConfigError(f"ckpt_path=last but no checkpoints/last.ckpt exists under {search_root}")
-        return str(found[-1])
-    if not Path(ckpt_path).is_file():
-        raise ConfigError(f"checkpoint not found: {ckpt_path}")
-    return str(ckpt_path)
+def check_fits(module, path, shapes: Mapping[str, tuple], shape: Mapping | None, datamodule) -> None:
+    """The checkpoint at ``path`` (its tensor ``shapes`` and data ``shape`` record) must fit ``module``.
+
+    Says which way it does not: another keypoint count or input channels than the data, or another model.
+    """
+    desc = datamodule.description
+    for key, what, want in (
+        ("num_joints", "keypoints", desc.num_keypoints),
+        ("in_channels", "input channels", desc.in_channels),
+    ):
+        have = (shape or {}).get(key)
+        if have is not None and have != want:
+            raise ConfigError(f"{path}: checkpoint has {have} {what}, data has {want}")
+    own = {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.startswith("scorers.")}
+    missing = [k for k in own if k not in shapes]
+    unexpected = [k for k in shapes if k not in own and not k.startswith("scorers.")]
+    wrong = [f"{k} {list(shapes[k])} vs {list(own[k])}" for k in own if k in shapes and shapes[k] != own[k]]
+    if missing or unexpected or wrong:
+        parts = [
+            f"{n} {what}: {', '.join(keys[:3])}"
+            for n, what, keys in (
+                (len(missing), "missing", missing),
+                (len(unexpected), "unexpected", unexpected),
+                (len(wrong), "of another shape (checkpoint vs model)", wrong),
+            )
+            if keys
+        ]
+        raise ConfigError(
+            f"{path} does not fit the model built from its config (another model?): {'; '.join(parts)}"
+        )
