@@ -13,10 +13,9 @@ from torch import nn
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
-from heatlit.training.outputs import HeatmapOutput, flip_heatmaps
+from heatlit.training.outputs import HeatmapOutput
+from heatlit.training.outputs import flip_heatmaps as flip_heatmaps  # its home before output kinds existed
 from heatlit.training.scoring import DecoderScorer
-
-__all__ = ["CHOICES_KEY", "CONFIG_KEY", "HeatmapModule", "flip_heatmaps"]
 
 Tensor = torch.Tensor
 
