@@ -191,3 +191,14 @@ def test_a_mixed_representation_is_refused_in_one_line(overrides, message):
 def test_kinds_default_to_heatmaps():
     assert output_kind(object()) == "heatmap" and output_kind(UDPOffsetCodec()) == "udp_offset"
     assert output_kind(instantiate(_compose("loss=simcc").loss)) == "simcc"
+
+
+def test_sigma_is_required_of_gaussian_encodings_only():
+    from heatlit.training.checks import check_config
+
+    for representation in ("udp", "mspn", "simcc"):  # no sigma, or an optional one
+        check_config(_compose(f"representation={representation}"))
+    with pytest.raises(ConfigError, match="encoding.sigma must be > 0"):
+        check_config(_compose("representation=gaussian", "encoding.sigma=null"))
+    with pytest.raises(ConfigError, match="encoding.sigma must be > 0"):
+        check_config(_compose("representation=simcc", "encoding.sigma=-1"))
