@@ -28,9 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from heatlit.codecs.grid import HeatmapGrid
+from heatlit.models.offset_head import OffsetMapsModel
+from heatlit.models.simcc_head import SimCCModel
 from heatlit.training.checks import ConfigError
 
 Tensor = torch.Tensor
@@ -91,8 +94,6 @@ class UDPOffsetOutput(HeatmapOutput):
     kind = "udp_offset"
 
     def build(self, make_model: Callable[..., nn.Module], num_joints: int, grid: HeatmapGrid) -> nn.Module:
-        from heatlit.models.offset_head import OffsetMapsModel
-
         channels = 1 + grid.dims
         return OffsetMapsModel(make_model(num_joints=num_joints * channels), channels)
 
@@ -121,8 +122,6 @@ class SimCCOutput(HeatmapOutput):
         self.split_ratio = float(split_ratio)
 
     def build(self, make_model: Callable[..., nn.Module], num_joints: int, grid: HeatmapGrid) -> nn.Module:
-        from heatlit.models.simcc_head import SimCCModel
-
         return SimCCModel(make_model(num_joints=num_joints), grid.input_size, self.split_ratio)
 
     def flip(self, output: Sequence[Tensor], flip_index: Sequence[int]) -> tuple[Tensor, ...]:
@@ -140,8 +139,6 @@ class SimCCOutput(HeatmapOutput):
 
 def build_output(cfg) -> HeatmapOutput:
     """The run's output kind from its ``output`` config node (absent in configs older than it: heatmaps)."""
-    from hydra.utils import instantiate
-
     node = cfg.get("output")
     return instantiate(node) if node is not None else HeatmapOutput()
 
