@@ -29,7 +29,7 @@ test: $(STAMP)  ## run the fast test suite
 test-all: $(STAMP)  ## run every test, the slow ones too
 	$(PY) -m pytest -q -m ''
 
-bench: $(STAMP)  ## codec benchmarks (speed vs loop baselines, accuracy vs Cramer-Rao)
+bench: $(STAMP)  ## codec benchmarks: speed at 1 and 2 threads vs loop baselines, accuracy vs Cramer-Rao and at the border, multi-peak on crowded maps
 	$(PY) -m heatlit.bench codecs
 
 lint: $(STAMP)  ## ruff (lint and format) and the import-layer contract

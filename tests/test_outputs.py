@@ -21,6 +21,7 @@ from heatlit.training.outputs import (
 )
 from tests.conftest import CONF_DIR
 
+GAUSSIAN_DECODERS = {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
 FLIP_INDEX = (1, 0, 2, 4, 3)  # two left/right pairs and one middle joint
 SIZE = (12, 16)  # heatmap (h, w)
 
@@ -147,9 +148,9 @@ def _compose(*overrides):
 @pytest.mark.parametrize(
     ("representation", "kind", "decoders"),
     [
-        ("gaussian", "heatmap", {"argmax", "standard", "dark", "com", "soft_argmax"}),
-        ("gaussian_quant", "heatmap", {"argmax", "standard", "dark", "com", "soft_argmax"}),
-        ("udp_gaussian", "heatmap", {"argmax", "standard", "dark", "com", "soft_argmax"}),
+        ("gaussian", "heatmap", GAUSSIAN_DECODERS),
+        ("gaussian_quant", "heatmap", GAUSSIAN_DECODERS),
+        ("udp_gaussian", "heatmap", GAUSSIAN_DECODERS),
         ("udp", "udp_offset", {"udp_offset", "udp_offset_raw"}),
         ("megvii", "heatmap", {"megvii", "argmax", "standard", "dark"}),
         ("mspn", "heatmap", {"megvii", "argmax", "standard", "dark"}),

@@ -64,7 +64,7 @@ def test_fast_dev_run_every_model_encoding_loss(model, encoding, loss, tmp_path,
         [f"model={model}", f"encoding={encoding}", f"loss={loss}", "debug=fast"], tmp_path, data_dir
     )
     test = results["test"]
-    assert set(test) == {"argmax", "standard", "dark", "com", "soft_argmax"}
+    assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
     for metrics in test.values():
         assert {"pckh@0.1", "pckh@0.5", "rmse"} <= set(metrics)
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100
@@ -151,7 +151,7 @@ def test_train_entry_point_end_to_end(trained):
     assert run.dataset["name"] == "synth" and len(run.dataset["keypoints"]) == 18
     assert run.facts["monitor"] == "val/dark/pckh@0.1" and run.facts["epochs"] == 1
     test = run.stage("test")
-    assert set(test) == {"argmax", "standard", "dark", "com", "soft_argmax"}
+    assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
     for metrics in test.values():
         assert set(metrics) == {"pckh@0.1", "pckh@0.5", "rmse", "auc"}
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100 and metrics["rmse"] > 0

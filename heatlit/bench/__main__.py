@@ -1,4 +1,4 @@
-"""``python -m heatlit.bench codecs [--device cpu|cuda|all] [--repeats N] [--threads N] [--trials N] [--quick] [--json PATH] [--strict]``.
+"""``python -m heatlit.bench codecs [--device cpu|cuda|all] [--repeats N] [--threads 1,2] [--trials N] [--quick] [--json PATH] [--strict]``.
 
 Exit code 0 unless the arguments are wrong (2), or ``--strict`` is given and a target failed (1).
 """
@@ -14,6 +14,17 @@ import torch
 from rich.console import Console
 
 from heatlit.bench import codecs
+from heatlit.bench.settings import config_from_args
+
+
+def _thread_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected thread counts like 1,2, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return counts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=None, help="timed runs per method (median reported)")
     p.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op CPU threads (default: torch's choice)"
+        "--threads",
+        type=_thread_counts,
+        default=None,
+        help="comma-separated torch (and OpenCV) CPU thread counts to time heatlit at (default: 1,2)",
     )
     p.add_argument("--trials", type=int, default=None, help="heatmaps per accuracy experiment")
     p.add_argument(
@@ -44,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
     if args.trials is not None and args.trials < 2:
         parser.error("--trials must be >= 2")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -55,12 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": ["cuda"],
         "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
     }
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    cfg = codecs.config_from_args(args.quick, args.repeats, args.trials)
+    cfg = config_from_args(args.quick, args.repeats, args.trials, args.threads)
     console = Console()
     if not console.is_terminal:  # piped or captured: Rich would wrap the tables at 80 columns
-        console = Console(width=150)
+        console = Console(width=200)
     results = codecs.run(cfg, devices[args.device], console)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

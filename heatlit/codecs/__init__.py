@@ -19,23 +19,45 @@ Conventions (stated once here; every module of heatlit follows them)
   heatmap maximum clamped at 0 (so an all-negative map scores 0 but keeps its argmax, as logits should);
   a map without a peak (flat, or non-finite everywhere) gets score 0 and the frame centre. Non-finite
   values count as the map's smallest finite value. Coordinates are always finite and inside the frame.
+  Decoders that find several peaks per map add a peak axis: ``coords[B, K, P, n], scores[B, K, P]``,
+  strongest first, padding with score 0 (see :mod:`multipeak`); :func:`strongest_peak` turns any
+  decoder's output into the single-peak form. Every decoder object has ``dims``, the spatial
+  dimensionalities it decodes.
+
+Decoders (function / object / ``conf/decoder`` name):
+
+* ``argmax_decode`` / ``ArgmaxDecoder`` / ``argmax``: the maximum pixel.
+* ``standard_decode`` / ``StandardDecoder`` / ``standard``: argmax + a quarter pixel towards the higher
+  neighbour per axis (HRNet; ``rule="hrnet"`` for its exact border condition).
+* ``standard_top2_decode`` / ``StandardTop2Decoder`` / ``standard_top2``: the reproduction's eq. 2, a
+  quarter pixel from the maximum towards the second-highest pixel.
+* ``dark_decode`` / ``DarkDecoder`` / ``dark``: DARK (modulation, log, Newton step), with a border rule.
+* ``com_decode`` / ``CentreOfMassDecoder`` / ``com``: centre of mass of the positive part.
+* ``mom_decode`` / ``MedianOfMassDecoder`` / ``mom``: per-axis median of the positive mass.
+* ``soft_argmax`` / ``SoftArgmaxDecoder`` / ``soft_argmax``: expectation under a softmax; differentiable.
+* ``multipeak_decode`` / ``MultiPeakDecoder`` / ``multipeak``: up to P peaks per map (peak axis).
 
 All functions are batched tensor code (no Python loop over samples or keypoints), device-agnostic
-and free of host synchronisation, except the multi-peak decoder's plateau merge (see there).
+and free of host synchronisation except the multi-peak decoder's tie check (see there). On CPU, where
+reading a value costs no sync, cheap checks skip work that is not needed (``base.host_checks``).
 """
 
+from heatlit.codecs.base import strongest_peak
 from heatlit.codecs.coords import to_heatmap, to_input
+from heatlit.codecs.dark import DarkDecoder, dark_decode, dark_refine, modulation_for_sigma
 from heatlit.codecs.decoders import (
     ArgmaxDecoder,
     CentreOfMassDecoder,
-    DarkDecoder,
+    MedianOfMassDecoder,
     SoftArgmaxDecoder,
     StandardDecoder,
+    StandardTop2Decoder,
     argmax_decode,
     com_decode,
-    dark_decode,
+    mom_decode,
     soft_argmax,
     standard_decode,
+    standard_top2_decode,
 )
 from heatlit.codecs.encoders import GaussianEncoder, gaussian_heatmaps
 from heatlit.codecs.grid import HeatmapGrid
@@ -47,16 +69,23 @@ __all__ = [
     "DarkDecoder",
     "GaussianEncoder",
     "HeatmapGrid",
+    "MedianOfMassDecoder",
     "MultiPeakDecoder",
     "SoftArgmaxDecoder",
     "StandardDecoder",
+    "StandardTop2Decoder",
     "argmax_decode",
     "com_decode",
     "dark_decode",
+    "dark_refine",
     "gaussian_heatmaps",
+    "modulation_for_sigma",
+    "mom_decode",
     "multipeak_decode",
     "soft_argmax",
     "standard_decode",
+    "standard_top2_decode",
+    "strongest_peak",
     "to_heatmap",
     "to_input",
 ]

@@ -52,9 +52,10 @@ def unravel(flat_index: Tensor, spatial: tuple[int, ...]) -> Tensor:
 
 def ravel(coords: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """Integer coordinates ``[..., n]`` in (x, y[, z]) order -> flat indices ``[...]`` into ``spatial``."""
-    flat = torch.zeros_like(coords[..., 0])
-    for axis, size in enumerate(spatial):
-        flat = flat * size + coords[..., len(spatial) - 1 - axis]
+    n = len(spatial)
+    flat = coords[..., n - 1]
+    for axis in range(1, n):
+        flat = flat * spatial[axis] + coords[..., n - 1 - axis]
     return flat
 
 

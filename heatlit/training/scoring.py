@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from heatlit.codecs import argmax_decode
+from heatlit.codecs import strongest_peak
 from heatlit.codecs.grid import HeatmapGrid
 
 Tensor = torch.Tensor
@@ -86,13 +86,7 @@ class DecoderScorer(nn.Module):
         self.batch_size = 0
 
     def decode(self, name: str, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.decoders[name](heatmaps)
-        if len(out) == 3:  # multi-peak: (coords [B,K,P,n], scores [B,K,P], mask): take the strongest
-            coords, scores, mask = out
-            # no peak above the threshold: the argmax, like every single-peak decoder, not the padding
-            fallback, _ = argmax_decode(heatmaps)
-            return torch.where(mask[:, :, :1], coords[:, :, 0], fallback), scores[:, :, 0]
-        return out
+        return strongest_peak(*self.decoders[name](heatmaps))
 
     def timed_decode(self, name: str, heatmaps) -> tuple[Tensor, Tensor]:
         """:meth:`decode`, its wall time recorded (a GPU synchronised before and after: the decoder's own time)."""
