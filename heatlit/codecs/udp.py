@@ -46,15 +46,9 @@ from collections.abc import Sequence
 
 import torch
 
+from heatlit.codecs.base import check_heatmaps, finish_frame, sanitize
 from heatlit.codecs.blur import BORDERS, check_kernel, separable_blur
-from heatlit.codecs.codec import (
-    Codec,
-    DecodesWhenCalled,
-    check_keypoints,
-    check_maps,
-    finish,
-    replace_nonfinite,
-)
+from heatlit.codecs.codec import Codec, DecodesWhenCalled, check_keypoints
 from heatlit.codecs.coords import axis_grids, unravel
 
 Tensor = torch.Tensor
@@ -176,7 +170,7 @@ def udp_offset_decode(
         ``coords [B, K, n]`` heatmap px inside the frame; ``scores [B, K]`` the blurred classification
         maximum clamped at 0 (a flat classification map: score 0 and the frame centre).
     """
-    spatial = check_maps(maps, "udp_offset_decode", extra=1)
+    maps, spatial = check_heatmaps(maps, "udp_offset_decode", extra=1)
     n = len(spatial)
     if maps.shape[2] != 1 + n:
         raise ValueError(
@@ -184,11 +178,9 @@ def udp_offset_decode(
             f"got {maps.shape[2]} in shape {list(maps.shape)}"
         )
     r = udp_radius(spatial, radius, radius_factor)
-    maps = maps if maps.is_floating_point() else maps.float()
-    cls = replace_nonfinite(maps[:, :, 0], n)
-    no_peak = cls.flatten(2).amax(-1) == cls.flatten(2).amin(
-        -1
-    )  # before the blur: a zero border bends flat maps
+    cls = sanitize(maps[:, :, 0])
+    unblurred = cls.flatten(2)  # a flat map is judged before the blur: a zero border bends it
+    no_peak = unblurred.amax(-1) == unblurred.amin(-1)
     offsets = torch.nan_to_num(maps[:, :, 1:], nan=0.0, posinf=0.0, neginf=0.0)
     if check_kernel(cls_kernel, "cls_kernel") > 1:
         cls = separable_blur(cls, n, cls_kernel, border=border)
@@ -200,7 +192,7 @@ def udp_offset_decode(
     maxval = flat.gather(-1, index[..., None])[..., 0]
     at_peak = offsets.flatten(3).gather(-1, index[:, :, None, None].expand(-1, -1, n, 1))[..., 0]  # [B, K, n]
     coords = unravel(index, spatial).to(cls.dtype) + r * at_peak
-    return finish(coords, maxval, no_peak, spatial)
+    return finish_frame(coords, maxval, no_peak, spatial)
 
 
 class UDPOffsetCodec(Codec):
