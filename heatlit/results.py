@@ -12,13 +12,17 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     grid           the heatmap grid: input_size [H, W], heatmap_size [h, w] or [D, h, w], stride,
                    depth_bins, depth_range_mm (3D only), mapping
     dataset        the dataset description: name, keypoints, flip_pairs, skeleton, in_channels, has_3d,
-                   pck, norm, head_segment, root, oks_sigmas, monitor
+                   pck, norm, head_segment, root, oks_sigmas, monitor, multi_person (absent in files
+                   written before it: read as false)
     decode_time    stage -> decoder -> {ms_per_batch (median over the stage's batches, the decoder call
                    alone), batches, batch_size (the largest batch)}; optional (absent in older files)
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 
-Units: ratios (PCK, PCKh, AUC, AP, AR) in percent; RMSE and mean error in input pixels; MPJPE in mm.
+``ap_bound`` (test only) is the keypoint-expansion upper bound of ``ap`` (``heatlit.metrics.oks``).
+
+Units: ratios (PCK, PCKh, AUC, AP, AR, and the multi-person ``peak_*`` precision / recall / F1 / AP) in
+percent; RMSE and mean error in input pixels; MPJPE in mm.
 """
 
 from __future__ import annotations
@@ -43,10 +47,14 @@ METRIC_ORDER = (
     "mean_error",
     "mpjpe",
     "ap",
+    "ap_bound",
     "ap50",
     "ap75",
     "ar",
 )
+
+#: Metrics where a smaller number is better (errors); every other metric is a ratio, higher is better.
+LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
 
 
 class ResultsError(ValueError):

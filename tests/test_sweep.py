@@ -67,6 +67,7 @@ def test_table2_sweep_through_cli_and_report(tmp_path, tmp_path_factory):
     "name",
     [
         "table2",
+        "table2_synth",
         "table2_cpu",
         "stride",
         "stride_cpu",

@@ -21,8 +21,8 @@ Conventions (stated once here; every module of heatlit follows them)
   values count as the map's smallest finite value. Coordinates are always finite and inside the frame.
   Decoders that find several peaks per map add a peak axis: ``coords[B, K, P, n], scores[B, K, P]``,
   strongest first, padding with score 0 (see :mod:`multipeak`); :func:`strongest_peak` turns any
-  decoder's output into the single-peak form. Every decoder object has ``dims``, the spatial
-  dimensionalities it decodes.
+  decoder's output into the single-peak form, :func:`candidate_peaks` into the peak-axis form. Every
+  decoder object has ``dims``, the spatial dimensionalities it decodes.
 
 Decoders (function / object / ``conf/decoder`` name):
 
@@ -42,7 +42,8 @@ and free of host synchronisation except the multi-peak decoder's tie check (see 
 reading a value costs no sync, cheap checks skip work that is not needed (``base.host_checks``).
 """
 
-from heatlit.codecs.base import strongest_peak
+from heatlit.codecs.base import candidate_peaks, strongest_peak
+from heatlit.codecs.bottomup import bottom_up_heatmaps
 from heatlit.codecs.coords import to_heatmap, to_input
 from heatlit.codecs.dark import DarkDecoder, dark_decode, dark_refine, modulation_for_sigma
 from heatlit.codecs.decoders import (
@@ -75,6 +76,8 @@ __all__ = [
     "StandardDecoder",
     "StandardTop2Decoder",
     "argmax_decode",
+    "bottom_up_heatmaps",
+    "candidate_peaks",
     "com_decode",
     "dark_decode",
     "dark_refine",

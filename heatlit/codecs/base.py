@@ -162,6 +162,15 @@ def strongest_peak(coords: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     return coords, scores
 
 
+def candidate_peaks(coords: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Any decoder's output -> candidate peaks ``(coords [B, K, P, n], scores [B, K, P])``, the inverse view
+    of :func:`strongest_peak`: single-peak output is one candidate per channel (P = 1, a candidate when its
+    score is > 0); output with a peak axis is returned as it is (padding has score 0)."""
+    if scores.dim() == 2:
+        return coords[:, :, None], scores[:, :, None]
+    return coords, scores
+
+
 class Decoder:
     """Callable decoder object: ``decoder(heatmaps) -> (coords, scores)``; configured once, used per batch.
 

@@ -189,6 +189,11 @@ class HeatmapDataModule(L.LightningDataModule):
                 f"metric_kind={self._metric_kind!r} contradicts the {desc.name} data, scored by {desc.pck}"
                 f"{' and OKS AP' if desc.oks_sigmas else ''}; remove data.metric_kind"
             )
+        if self.grid.depth_bins is not None and desc.multi_person:
+            raise ValueError(
+                f"heatmap_depth={self.grid.depth_bins}: 3D volumes bin depth relative to one person's root, "
+                f"so the multi-person {desc.name} data has 2D bottom-up targets only; use heatmap_depth=null"
+            )
         if self.grid.depth_bins is not None and not desc.has_3d:
             raise ValueError(
                 f"heatmap_depth={self.grid.depth_bins} asks for 3D volumetric targets, but the {split} source "
@@ -209,7 +214,8 @@ class HeatmapDataModule(L.LightningDataModule):
     @property
     def collate(self) -> HeatmapCollate:
         if self._collate is None:
-            self._collate = HeatmapCollate(self.encoder, self.grid, self.description.root)
+            desc = self.description
+            self._collate = HeatmapCollate(self.encoder, self.grid, desc.root, desc.multi_person)
         return self._collate
 
     # -- Lightning hooks -------------------------------------------------------------------------

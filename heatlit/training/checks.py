@@ -72,6 +72,19 @@ def check_decoders(decoders: Mapping, head_dim: int) -> None:
             )
 
 
+def check_bottom_up_loss(loss, data: str) -> None:
+    """Multi-person data has bottom-up targets (every person in one channel): only a heatmap loss learns
+    them; a coordinate loss (integral, DSNT, SimCC, offsets) needs one keypoint per channel."""
+    from heatlit.training.losses import HeatmapLoss
+
+    if type(loss) is not HeatmapLoss or loss.integral_weight > 0:
+        raise ConfigError(
+            f"the multi-person {data} data trains bottom-up heatmaps (several people per channel): "
+            f"use loss=mse, not {type(loss).__name__}"
+            + (" with an integral term" if isinstance(loss, HeatmapLoss) else "")
+        )
+
+
 def check_model_data(model, grid) -> None:
     """The model's output grid must be the data's heatmap grid (a :class:`heatlit.codecs.HeatmapGrid`)."""
     if model.stride != grid.stride:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -15,6 +15,7 @@ from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
 from heatlit.training.outputs import HeatmapOutput
 from heatlit.training.outputs import flip_heatmaps as flip_heatmaps  # its home before output kinds existed
+from heatlit.training.peaks import PeakScorer
 from heatlit.training.scoring import DecoderScorer
 
 Tensor = torch.Tensor
@@ -29,6 +30,25 @@ GROUPS_KEY = "heatlit_groups"
 SHAPE_KEY = "heatlit_shape"  # {"num_joints": K, "in_channels": C}
 
 
+def scaled_input_size(size: Sequence[int], scale: float, multiple: int) -> tuple[int, int]:
+    """``(H, W)`` times ``scale``, each rounded to the nearest positive multiple of ``multiple`` (the model's)."""
+    return tuple(max(multiple, round(int(n) * scale / multiple) * multiple) for n in size)  # type: ignore[return-value]
+
+
+def resize_maps(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
+    """Resize ``[B, C(, D), h, w]`` to ``[B, C(, D), *size]`` over the last two axes, pixel extents aligned.
+
+    ``align_corners=False`` maps ``[-0.5, w - 0.5]`` onto ``[-0.5, W - 0.5]``: the aligned mapping of
+    :mod:`heatlit.codecs.coords`, so an image and its heatmaps resized this way keep their coordinates'
+    meaning. ``mode`` ``"nearest-exact"`` (the same alignment without mixing values) suits depth images.
+    """
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]) if maps.dim() != 4 else maps
+    kwargs = {} if mode.startswith("nearest") else {"align_corners": False}
+    out = torch.nn.functional.interpolate(flat, size=tuple(int(n) for n in size), mode=mode, **kwargs)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
 class HeatmapModule(L.LightningModule):
     """Trains a heatmap model (or another coordinate representation's) and scores it with every configured decoder.
 
@@ -37,13 +57,16 @@ class HeatmapModule(L.LightningModule):
             ``output`` describes (heatmaps by default, see :mod:`heatlit.training.outputs`).
         loss: ``loss(outputs, batch) -> (total, parts)``, e.g. :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
-        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`); make_coco: ``stage ->``
+        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
+            :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
             OKS AP metric (each split has its own annotation file).
         optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
         grid: the heatmap grid the model predicts on (the data module's).
         description: the data's :class:`DatasetDescription` (flip test, qualitative figure, results.json).
         flip_test: average each prediction with the prediction on the mirrored input.
+        test_scales: multi-scale testing: run the model on the input resized by each factor, resize its
+            heatmaps back to the grid and average them (``(1.0,)``: single scale). Needs the aligned mapping.
         qualitative: how many test samples to keep for the qualitative figure.
         output: the model's output kind (:class:`~heatlit.training.outputs.HeatmapOutput` by default): its
             flip test and the map the qualitative figure draws.
@@ -63,6 +86,7 @@ class HeatmapModule(L.LightningModule):
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
         qualitative: int = 8,
+        test_scales: Sequence[float] = (1.0,),
         output: HeatmapOutput | None = None,
     ) -> None:
         super().__init__()
@@ -72,9 +96,21 @@ class HeatmapModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.grid, self.description = grid, description
         self.flip_test = bool(flip_test)
+        self.test_scales = tuple(float(f) for f in test_scales)
+        if not self.test_scales or any(not f > 0 for f in self.test_scales):
+            raise ValueError(f"test_scales must be positive factors, got {list(test_scales)}")
+        if self.test_scales != (1.0,) and grid.mapping.name != "aligned":
+            raise ValueError(f"multi-scale testing needs the aligned grid mapping, not {grid.mapping.name!r}")
+        if self.test_scales != (1.0,) and self.output.kind != "heatmap":
+            raise ValueError(
+                f"multi-scale testing resizes heatmaps; the model emits {self.output.kind} outputs"
+            )
         self.scorers = nn.ModuleDict(
             {
-                stage: DecoderScorer(
+                # several people per map: every decoder's candidate peaks against every person's joints
+                stage: PeakScorer(decoders, make_metrics, grid)
+                if description.multi_person
+                else DecoderScorer(
                     decoders,
                     make_metrics,
                     grid,
@@ -97,8 +133,26 @@ class HeatmapModule(L.LightningModule):
         return self.model(image)
 
     def predict_heatmaps(self, image: Tensor) -> Tensor:
-        """Final-stage heatmaps ``[B, K, ...]`` (or the output kind's prediction), flip-averaged when flip
-        testing is on."""
+        """Final-stage heatmaps ``[B, K, ...]`` on the grid of ``image``, flip-averaged when flip testing is on
+        and averaged over :attr:`test_scales` (each scale's maps resized back to the scale-1 size)."""
+        if self.test_scales == (1.0,):
+            return self._predict_at(image)
+        size = image.shape[-2:]
+        # depth resized by nearest: a blend of a person and the wall behind is a surface that exists nowhere
+        mode = "nearest-exact" if self.description.in_channels == 1 else "bilinear"
+        multiple = getattr(self.model, "size_multiple", 1)
+        total = None
+        for factor in self.test_scales:
+            scaled = scaled_input_size(size, factor, multiple)
+            heatmaps = self._predict_at(
+                image if tuple(scaled) == tuple(size) else resize_maps(image, scaled, mode)
+            )
+            if tuple(heatmaps.shape[-2:]) != tuple(self.grid.heatmap_size[-2:]):
+                heatmaps = resize_maps(heatmaps, self.grid.heatmap_size[-2:])
+            total = heatmaps if total is None else total + heatmaps
+        return total / len(self.test_scales)
+
+    def _predict_at(self, image: Tensor) -> Tensor:
         heatmaps = self.model(image)[-1]
         if self.flip_test:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
@@ -147,7 +201,8 @@ class HeatmapModule(L.LightningModule):
             self.samples[key] = value if key not in self.samples else torch.cat([self.samples[key], value])
 
     def _log_results(self, stage: str) -> None:
-        self.decode_times[stage] = self.scorers[stage].decode_times()  # read before compute() resets them
+        timed = getattr(self.scorers[stage], "decode_times", None)  # the multi-person scorer keeps no times
+        self.decode_times[stage] = timed() if timed else {}  # read before compute() resets them
         results = self.scorers[stage].compute()
         self.results[stage] = results
         flat = {
