@@ -64,7 +64,19 @@ def test_table2_sweep_through_cli_and_report(tmp_path, tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "name", ["table2", "table2_synth", "table2_cpu", "stride", "stride_cpu", "loss", "loss_cpu"]
+    "name",
+    [
+        "table2",
+        "table2_synth",
+        "table2_cpu",
+        "stride",
+        "stride_cpu",
+        "loss",
+        "loss_cpu",
+        "representations",
+        "representations_cpu",
+        "simcc_cpu",
+    ],
 )
 def test_every_sweep_composes_with_its_grid(name):
     from hydra import compose, initialize_config_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ from heatlit.report.failures import ERROR_LINE
 from heatlit.report.multiperson import section_markdown as multiperson_markdown
 from heatlit.report.paper import write_paper
 from heatlit.report.plots import decoders_plot, qualitative_grid, stride_plot
+from heatlit.report.representations import RepresentationTable, build_table, varies_by_representation
+from heatlit.report.representations import to_markdown as representations_markdown
+from heatlit.report.representations import write_csv as write_representations_csv
 from heatlit.report.tables import (
     Table,
     effect_table,
@@ -68,6 +72,11 @@ class Sweep:
             self.split,
             per_run=all_metrics,
         )
+
+    @functools.cached_property
+    def representations(self) -> RepresentationTable | None:
+        """Each representation with its best decoder (:mod:`heatlit.report.representations`), when several ran."""
+        return build_table(self.root) if varies_by_representation(self.jobs) else None
 
     def effect(self) -> Table | None:
         """Unquant minus quant per model (and other axes) x decoder; None for a single encoding."""
@@ -255,6 +264,12 @@ def report_markdown(
     decoders = sweep.decoders()
     if decoders is not None:
         parts.append(decoder_markdown(decoders))
+    if sweep.representations is not None:
+        parts += [
+            "## Representations: each with its best decoder\n",
+            representations_markdown(sweep.representations),
+            "Also as [representations.csv](representations.csv).\n",
+        ]
     multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
     if multiperson:
         parts.append(multiperson)
@@ -306,6 +321,15 @@ def write_tables(sweep: Sweep, out: Path) -> dict[str, Path]:
     if decoders is not None:
         written["decoder_effects.md"] = out / "decoder_effects.md"
         written["decoder_effects.md"].write_text(decoder_markdown(decoders))
+    representations = sweep.representations
+    if representations is not None:
+        written["representations.md"] = out / "representations.md"
+        written["representations.md"].write_text(
+            "## Representations: each with its best decoder\n\n" + representations_markdown(representations)
+        )
+        written["representations.csv"] = write_representations_csv(
+            representations, out / "representations.csv"
+        )
     multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
     if multiperson:
         written["multiperson.md"] = out / "multiperson.md"
