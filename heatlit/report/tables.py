@@ -205,11 +205,8 @@ def effect_table(
         if (setting, row.value("encoding"), row.value(UNIT)) in seen:
             continue  # the first job wins when a directory holds the same setting twice
         seen.add((setting, row.value("encoding"), row.value(UNIT)))
-        for m in metrics:
-            records.append(
-                {"setting": setting, "metric": m, "encoding": row.value("encoding"), UNIT: row.value(UNIT),
-                 "value": row.metrics.get(m)}
-            )  # fmt: skip
+        run = {"setting": setting, "encoding": row.value("encoding"), UNIT: row.value(UNIT)}
+        records += [{**run, "metric": m, "value": row.metrics.get(m)} for m in metrics]
     effects = {
         (e.group["setting"], e.level, e.group["metric"]): e for e in paired_effects(records, "encoding", ref)
     }
