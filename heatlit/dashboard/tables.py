@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from heatlit.dashboard.collect import Folder, RunRecord, settings_of
 from heatlit.report.collect import natural_key
 from heatlit.report.plots import job_title
-from heatlit.report.stats import Interval, paired_effects
+from heatlit.report.stats import Interval
 from heatlit.report.tables import (
+    encoding_effects,
     follows_encoding,
     metric_label,
     present_metrics,
     reference_encoding,
-    sort_rows,
 )
 
 SPLITS = ("test", "val")  # column order of the final table; any other split follows
@@ -140,20 +140,7 @@ def effect_table(folder: Folder, split: str = "test") -> Grid | None:
         if a not in ("encoding", UNIT) and (a == "model" or not follows_encoding(rows, a))
     ]
     metrics = present_metrics(rows)
-    records, seen = [], set()
-    for row in sort_rows(rows, group):
-        key = (tuple(row.value(a) for a in group), row.decoder)
-        if (key, row.value("encoding"), row.value(UNIT)) in seen:
-            continue  # a duplicated run counts once
-        seen.add((key, row.value("encoding"), row.value(UNIT)))
-        records += [
-            {"key": key, "metric": m, "encoding": row.value("encoding"), UNIT: row.value(UNIT), "value": v}
-            for m in metrics
-            if (v := row.metrics.get(m)) is not None
-        ]
-    effects = {
-        (e.group["key"], e.level, e.group["metric"]): e for e in paired_effects(records, "encoding", ref)
-    }
+    settings, effects = encoding_effects(rows, group, metrics, ref)
     columns = [Column(a) for a in group] + [
         Column("decoder"),
         Column("comparison"),
@@ -164,15 +151,16 @@ def effect_table(folder: Folder, split: str = "test") -> Grid | None:
     ]
     table_rows = []
     for other in others:
-        for key in dict.fromkeys(r["key"] for r in records):
+        for key in settings:
             found = [effects.get((key, other, m)) for m in metrics]
             if not any(found):
                 continue
             n = max(e.interval.n for e in found if e)
-            cells = [Cell(v, v) for v in key[0]] + [Cell(key[1], key[1]), Cell(f"{other} − {ref}", other)]
+            *labels, decoder = key
+            cells = [Cell(v, v) for v in labels] + [Cell(decoder, decoder), Cell(f"{other} − {ref}", other)]
             cells.append(Cell(str(n), n))
             cells += [interval_cell(e.interval if e else None) for e in found]
-            table_rows.append(TableRow(cells, {**dict(zip(group, key[0])), "decoder": key[1]}))
+            table_rows.append(TableRow(cells, {**dict(zip(group, labels)), "decoder": decoder}))
     return Grid(
         f"Encoding effect ({split})",
         f"Runs that differ only in the encoding, paired by {UNIT}: mean difference ± half-width of its 95% "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heatlit.report.collect import Row, natural_key
-from heatlit.report.stats import Interval, mean_interval, paired_effects
+from heatlit.report.stats import Effect, Interval, mean_interval, paired_effects
 from heatlit.results import LOWER_IS_BETTER, ordered_metrics
 
 # Table 2 of the reproduction: these columns, when present, in METRIC_ORDER.
@@ -198,20 +198,9 @@ def effect_table(
     table = Table(
         title, keys, metrics, signed=True, note="↑ metrics improve when positive, ↓ metrics when negative"
     )
-    seen: set[tuple] = set()
-    records = []
-    for row in sort_rows(rows, group):
-        setting = tuple(row.value(a) for a in [*group, "decoder"])
-        if (setting, row.value("encoding"), row.value(UNIT)) in seen:
-            continue  # the first job wins when a directory holds the same setting twice
-        seen.add((setting, row.value("encoding"), row.value(UNIT)))
-        run = {"setting": setting, "encoding": row.value("encoding"), UNIT: row.value(UNIT)}
-        records += [{**run, "metric": m, "value": row.metrics.get(m)} for m in metrics]
-    effects = {
-        (e.group["setting"], e.level, e.group["metric"]): e for e in paired_effects(records, "encoding", ref)
-    }
+    settings, effects = encoding_effects(rows, group, metrics, ref)
     for other in others:
-        for setting in dict.fromkeys(r["setting"] for r in records):
+        for setting in settings:
             found = {m: effects.get((setting, other, m)) for m in metrics}
             if not any(found.values()):
                 continue
@@ -222,6 +211,29 @@ def effect_table(
             record[CI] = {m: e.interval for m, e in found.items() if e}
             table.records.append(record)
     return table
+
+
+def encoding_effects(
+    rows: Sequence[Row], group: Sequence[str], metrics: Sequence[str], reference: str
+) -> tuple[list[tuple], dict[tuple, Effect]]:
+    """Runs paired by seed (:func:`~heatlit.report.stats.paired_effects`) within each setting of ``group`` and
+    decoder: the settings ``(*group values, decoder)`` in sweep order, and ``(setting, encoding, metric)`` ->
+    the :class:`~heatlit.report.stats.Effect` of that encoding minus ``reference``.
+
+    The first job wins when a directory holds the same setting and seed twice.
+    """
+    seen: set[tuple] = set()
+    records = []
+    for row in sort_rows(rows, group):
+        setting = tuple(row.value(a) for a in [*group, "decoder"])
+        run = {"setting": setting, "encoding": row.value("encoding"), UNIT: row.value(UNIT)}
+        if tuple(run.values()) in seen:
+            continue
+        seen.add(tuple(run.values()))
+        records += [{**run, "metric": m, "value": row.metrics.get(m)} for m in metrics]
+    effects = paired_effects(records, "encoding", reference)
+    found = {(e.group["setting"], e.level, e.group["metric"]): e for e in effects}
+    return list(dict.fromkeys(r["setting"] for r in records)), found
 
 
 def difference(a: float | None, b: float | None) -> float | None:

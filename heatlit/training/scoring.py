@@ -190,7 +190,7 @@ class DecoderScorer(nn.Module):
         self._kept.setdefault(key, []).append(value.detach().cpu())
 
     def per_sample(self) -> PerSample | None:
-        """Every decoder's per-joint errors since the last :meth:`reset` (None when nothing was kept)."""
+        """Every decoder's per-joint errors since the last :meth:`clear_samples` (None when nothing was kept)."""
         if not self._kept:
             return None
         kept = {k: torch.cat(v).numpy() for k, v in self._kept.items()}
