@@ -99,7 +99,11 @@ def test_report_shows_intervals_and_decoders_paired_per_sample(tmp_path):
         "- not compared: `hourglass_tiny/quant/1315`: per_sample.npz disagrees with results.json" in decoders
     )
     assert "- not compared: `hourglass_tiny/quant/1314`: no per_sample.npz" in decoders
-    assert "| dark |" not in decoders  # every run left out
+    assert "| dark |" not in decoders.split("### Over seeds")[0]  # every run left out per sample...
+    # ...but results.json pairs the decoders by seed: dark - argmax at PCKh@0.1 = -40, -39, -38 (quant)
+    over = decoders.split("### Over seeds")[1]
+    assert "mean paired difference ± half-width, 95% CI, Student t, n=3 seeds" in over
+    assert f"| hourglass_tiny | quant | dark | **-39.00 ± {half:.2f}** |" in over
 
 
 def test_decoders_differences_are_exact_with_zero_width_intervals(tmp_path):

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from heatlit.per_sample import FILE_NAME, PerSample, PerSampleError, read_per_sample
 from heatlit.report.collect import Row, unique_jobs
-from heatlit.report.stats import RESAMPLES, Interval, paired_bootstrap
-from heatlit.report.tables import CI, Table, sort_rows
+from heatlit.report.stats import RESAMPLES, Interval, paired_bootstrap, paired_effects
+from heatlit.report.tables import CI, Table, sort_rows, to_markdown
 
 REFERENCE_DECODER = "argmax"
 METRICS = ("pckh@0.1", "pckh@0.5", "auc", "rmse")
@@ -35,6 +35,7 @@ class DecoderEffects:
     table: Table
     reference: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run label, why)
+    over_seeds: Table | None = None  # the same differences paired by seed (Student t), when seeds vary
 
     @property
     def header(self) -> str:
@@ -132,7 +133,7 @@ def decoder_effects(
         return None  # e.g. multi-person runs: peak detection, nothing per_sample.npz holds
     keys = [*axes, "decoder"]
     table = Table(f"decoders − {reference}, paired per test sample", keys, metrics, signed=True, note="")
-    out = DecoderEffects(table, reference)
+    out = DecoderEffects(table, reference, over_seeds=seed_effects(rows, axes, reference, metrics))
     by_job: dict = {}
     for row in sort_rows(rows, axes):
         by_job.setdefault(row.job.path, []).append(row)
@@ -160,11 +161,40 @@ def decoder_effects(
     return out
 
 
-def decoder_markdown(effects: DecoderEffects) -> str:
-    """The report.md section: what the cells are, the table (bold: resolved), the runs left out."""
-    from heatlit.report.tables import metric_label
+def seed_effects(
+    rows: Sequence[Row], axes: Sequence[str], reference: str, metrics: Sequence[str]
+) -> Table | None:
+    """Each decoder minus ``reference`` per setting, paired by seed: mean and Student t interval over seeds
+    (from results.json alone). None unless the sweep varies the seed."""
+    if "seed" not in axes:
+        return None
+    group = [a for a in axes if a != "seed"]
+    records = [
+        {"setting": tuple(row.value(a) for a in group), "decoder": row.decoder, "seed": row.value("seed"),
+         "metric": m, "value": row.metrics.get(m)}
+        for row in sort_rows(rows, group)
+        for m in metrics
+    ]  # fmt: skip
+    effects = {
+        (e.group["setting"], e.level, e.group["metric"]): e
+        for e in paired_effects(records, "decoder", reference)
+    }
+    table = Table(f"decoders − {reference}, paired by seed", [*group, "decoder"], list(metrics), signed=True)
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        for decoder in dict.fromkeys(r["decoder"] for r in records if r["setting"] == setting):
+            found = {m: effects.get((setting, decoder, m)) for m in metrics}
+            if decoder == reference or not any(found.values()):
+                continue
+            record = dict(zip(group, setting)) | {"decoder": decoder}
+            record.update({m: e.interval.mean if e else None for m, e in found.items()})
+            record[CI] = {m: e.interval for m, e in found.items() if e}
+            table.records.append(record)
+    return table
 
-    table = effects.table
+
+def decoder_markdown(effects: DecoderEffects) -> str:
+    """The report.md section: per run (bootstrap over test samples), then over seeds (Student t) when the
+    sweep has several; **bold**: resolved; the runs left out."""
     lines = [
         f"## Decoders against {effects.reference}, paired per test sample\n",
         f"Each decoder's metric minus {effects.reference}'s on the same forward pass of the same run: the "
@@ -172,20 +202,16 @@ def decoder_markdown(effects: DecoderEffects) -> str:
         "(the same resampled samples for both decoders); **bold**: the interval excludes 0. "
         "↑ metrics improve when positive, ↓ metrics when negative.\n",
     ]
-    if table.records:
-        head = [*table.keys, *(f"Δ {metric_label(m)}" for m in table.metrics)]
-        rows = [
-            "| " + " | ".join(head) + " |",
-            "| " + " | ".join(["---"] * len(table.keys) + ["---:"] * len(table.metrics)) + " |",
-        ]
-        for record in table.records:
-            cells = [str(record[k]) for k in table.keys]
-            for m in table.metrics:
-                iv = record[CI].get(m)
-                text = "–" if iv is None else iv.format()
-                cells.append(f"**{text}**" if iv is not None and iv.sign else text)
-            rows.append("| " + " | ".join(cells) + " |")
-        lines.append("\n".join(rows) + "\n")
+    if effects.table.records:
+        lines.append(to_markdown(effects.table, bold_resolved=True))
     if effects.skipped:
         lines.append("".join(f"- not compared: `{name}`: {why}\n" for name, why in effects.skipped))
+    over = effects.over_seeds
+    if over is not None and over.records:
+        lines += [
+            "### Over seeds\n",
+            f"The same differences from results.json, paired by seed: {over.intervals.replace('cells: mean', 'mean paired difference')} "
+            "(the interval covers training noise; the one above, test-sample noise).\n",
+            to_markdown(over, bold_resolved=True),
+        ]
     return "\n".join(lines)

@@ -255,8 +255,11 @@ def best_values(table: Table, within: Sequence[str]) -> dict[tuple, dict[str, fl
     return best
 
 
-def to_markdown(table: Table, bold_best_within: Sequence[str] | None = None) -> str:
-    """A GitHub Markdown table; with ``bold_best_within``, each group's best value per metric in bold."""
+def to_markdown(
+    table: Table, bold_best_within: Sequence[str] | None = None, bold_resolved: bool = False
+) -> str:
+    """A GitHub Markdown table; with ``bold_best_within``, each group's best value per metric in bold; with
+    ``bold_resolved``, every cell whose interval excludes 0."""
     best = best_values(table, bold_best_within) if bold_best_within is not None else {}
     header = [*table.keys, *(("Δ " if table.signed else "") + metric_label(m) for m in table.metrics)]
     lines = [
@@ -269,6 +272,9 @@ def to_markdown(table: Table, bold_best_within: Sequence[str] | None = None) -> 
         for m in table.metrics:
             text = cell(table, record, m)
             bold = group is not None and record.get(m) is not None and group.get(m) == record[m]
+            if bold_resolved:
+                iv = record.get(CI, {}).get(m)
+                bold = iv is not None and iv.sign != 0
             cells.append(f"**{text}**" if bold else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
