@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from heatlit.report.failures import ERROR_LINE
 from heatlit.report.multiperson import section_markdown as multiperson_markdown
 from heatlit.report.paper import write_paper
 from heatlit.report.plots import decoders_plot, qualitative_grid, stride_plot
+from heatlit.report.representations import RepresentationTable, build_table, varies_by_representation
+from heatlit.report.representations import to_markdown as representations_markdown
+from heatlit.report.representations import write_csv as write_representations_csv
 from heatlit.report.tables import (
     Table,
     effect_table,
@@ -62,6 +66,11 @@ class Sweep:
         return results_table(
             self.rows, self.axes, present_metrics(self.rows) if all_metrics else None, self.split
         )
+
+    @functools.cached_property
+    def representations(self) -> RepresentationTable | None:
+        """Each representation with its best decoder (:mod:`heatlit.report.representations`), when several ran."""
+        return build_table(self.root) if varies_by_representation(self.jobs) else None
 
     def effect(self) -> Table | None:
         """Unquant minus quant per model (and other axes) x decoder; None for a single encoding."""
@@ -228,6 +237,12 @@ def report_markdown(
             f"{effect.note}.\n",
             to_markdown(effect),
         ]
+    if sweep.representations is not None:
+        parts += [
+            "## Representations: each with its best decoder\n",
+            representations_markdown(sweep.representations),
+            "Also as [representations.csv](representations.csv).\n",
+        ]
     multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
     if multiperson:
         parts.append(multiperson)
@@ -269,6 +284,15 @@ def write_tables(sweep: Sweep, out: Path) -> dict[str, Path]:
             f"## {effect.title}\n\n{effect.note}.\n\n" + to_markdown(effect)
         )
         written["encoding_effect.csv"] = write_csv(effect, out / "encoding_effect.csv")
+    representations = sweep.representations
+    if representations is not None:
+        written["representations.md"] = out / "representations.md"
+        written["representations.md"].write_text(
+            "## Representations: each with its best decoder\n\n" + representations_markdown(representations)
+        )
+        written["representations.csv"] = write_representations_csv(
+            representations, out / "representations.csv"
+        )
     multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
     if multiperson:
         written["multiperson.md"] = out / "multiperson.md"

@@ -48,6 +48,7 @@ from heatlit.training.job import (
 )
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
 from heatlit.training.noise import quiet_known_noise
+from heatlit.training.outputs import build_output, check_representation
 from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
 from heatlit.training.start import log_destinations, split_sizes, start_block, trainer_device
 
@@ -114,9 +115,12 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
     from heatlit.metrics import MPJPE, CocoOksAP, KeypointExpansion, PeakDetection, SampleOksAP, build_metrics
 
+    output, loss = build_output(cfg), instantiate(cfg.loss)
+    check_representation(output, datamodule.encoder, loss, decoders)
     desc, grid = datamodule.description, datamodule.grid
     try:
-        model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
+        make_model = functools.partial(instantiate, cfg.model, in_channels=desc.in_channels)
+        model = output.build(make_model, desc.num_keypoints, grid)
     except InstantiationException as err:
         # bad options, an unreadable or unsafe pretrained file
         if isinstance(err.__cause__, ValueError | FileNotFoundError):
@@ -124,7 +128,6 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         raise
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
-    loss = instantiate(cfg.loss)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
     if desc.multi_person:  # candidate peaks against every person (thresholds in input px)
         check_bottom_up_loss(loss, desc.name)
@@ -156,6 +159,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         description=desc,
         flip_test=cfg.flip_test,
         qualitative=cfg.qualitative,
+        output=output,
         test_scales=cfg.get("test_scales") or (1.0,),
     )
 
@@ -227,6 +231,7 @@ def report(
         extra,
         grid=module.grid.describe(),
         dataset=module.description.to_dict(),
+        decode_time=module.decode_times,
     )
     log.info("results written to %s", path)
     if module.samples:
@@ -365,7 +370,7 @@ EVAL_KEYS = (
 def with_data(run_cfg: DictConfig, data: DictConfig | None) -> DictConfig:
     """A checkpoint's run config with this command's data: ``data=<name>`` replaces the data config whole (a
     merge would mix two sources' options); settings alone (``+data.source.data_dir=...``, no ``_target_``) are
-    merged into the run's own. The model's grid (stride, depth bins) stays the checkpoint's either way."""
+    merged into the run's own. The model's grid (stride, depth bins, mapping) stays the checkpoint's either way."""
     if data is None:
         return run_cfg
     trained = run_cfg.data
@@ -375,6 +380,7 @@ def with_data(run_cfg: DictConfig, data: DictConfig | None) -> DictConfig:
         run_cfg.data = OmegaConf.merge(trained, data)
     run_cfg.data.stride = trained.stride
     run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
+    run_cfg.data.grid_mapping = trained.get("grid_mapping", "aligned")
     return run_cfg
 
 

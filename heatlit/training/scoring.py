@@ -5,6 +5,8 @@ Shapes and conventions: :mod:`heatlit.codecs` (coordinates), docs/CONTRACTS.md (
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Mapping
 
 import torch
@@ -77,12 +79,21 @@ def oks_truth(batch: Mapping) -> tuple[Tensor, Tensor, Tensor]:
     return keypoints, batch["visible"].bool(), torch.nan_to_num(area, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def _first(output) -> Tensor:
+    return output if isinstance(output, Tensor) else output[0]
+
+
+def _nothing() -> None:
+    pass
+
+
 class DecoderScorer(nn.Module):
-    """Per-decoder metric collections fed from one set of heatmaps.
+    """Per-decoder metric collections fed from one set of heatmaps (or one prediction of another output kind,
+    :mod:`heatlit.training.outputs`), and each decoder's time per batch.
 
     Args:
         decoders: name -> decoder callable ``heatmaps -> (coords, scores)`` (multi-peak decoders are
-            scored through their strongest peak).
+            scored through their strongest peak); coordinates in heatmap px whatever the output kind.
         make_metrics: factory returning a fresh ``nn.Module`` mapping metric name -> metric with
             ``update(pred[B,K,2], target[B,K,2], visible[B,K], norm[B])`` (a MetricCollection).
         grid: the :class:`~heatlit.codecs.grid.HeatmapGrid` of the heatmaps (heatmap px -> input px,
@@ -103,20 +114,39 @@ class DecoderScorer(nn.Module):
         self.metrics = nn.ModuleDict({name: make_metrics() for name in self.decoders})
         self.metrics_3d = nn.ModuleDict({n: make_3d() for n in self.decoders}) if make_3d else None
         self.metrics_coco = nn.ModuleDict({n: make_coco() for n in self.decoders}) if make_coco else None
+        self.decode_seconds: dict[str, list[float]] = {name: [] for name in self.decoders}
+        self.batch_size = 0
 
     def decode(self, name: str, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
         return strongest_peak(*self.decoders[name](heatmaps))
 
+    def timed_decode(self, name: str, heatmaps) -> tuple[Tensor, Tensor]:
+        """:meth:`decode`, its wall time recorded (a GPU synchronised before and after: the decoder's own time)."""
+        sync = torch.cuda.synchronize if _first(heatmaps).is_cuda else _nothing
+        sync()
+        started = time.perf_counter()
+        out = self.decode(name, heatmaps)
+        sync()
+        self.decode_seconds[name].append(time.perf_counter() - started)
+        return out
+
     @torch.no_grad()
-    def update(self, heatmaps: Tensor, batch: Mapping) -> dict[str, Tensor]:
-        """Decode with every decoder and update its metrics. Returns name -> input-px coords ``[B, K, 2]``."""
-        heatmaps = heatmaps.detach().float()
+    def update(self, heatmaps, batch: Mapping) -> dict[str, Tensor]:
+        """Decode with every decoder and update its metrics. Returns name -> input-px coords ``[B, K, 2]``.
+
+        ``heatmaps``: the model's final prediction, a tensor or (SimCC) a tuple of tensors.
+        """
+        if isinstance(heatmaps, Tensor):
+            heatmaps = heatmaps.detach().float()
+        else:
+            heatmaps = tuple(v.detach().float() for v in heatmaps)
+        self.batch_size = max(self.batch_size, int(batch["keypoints"].shape[0]))
         predictions = {}
         truth = None
         if self.metrics_coco is not None and isinstance(next(iter(self.metrics_coco.values())), SampleOksAP):
             truth = oks_truth(batch)
         for name in self.decoders:
-            coords_hm, scores = self.decode(name, heatmaps)
+            coords_hm, scores = self.timed_decode(name, heatmaps)
             xy = self.grid.to_input(coords_hm[..., :2])
             predictions[name] = xy
             self.metrics[name].update(xy, batch["keypoints"], batch["visible"], batch["norm"])
@@ -157,7 +187,22 @@ class DecoderScorer(nn.Module):
         self.reset()
         return results
 
+    def decode_times(self) -> dict[str, dict[str, float | int]]:
+        """name -> ``ms_per_batch`` (the median over the batches decoded since the last reset: robust to the
+        first call's warm-up and to load spikes), ``batches`` and ``batch_size`` (the largest batch)."""
+        return {
+            name: {
+                "ms_per_batch": 1000.0 * statistics.median(seconds),
+                "batches": len(seconds),
+                "batch_size": self.batch_size,
+            }
+            for name, seconds in self.decode_seconds.items()
+            if seconds
+        }
+
     def reset(self) -> None:
+        self.decode_seconds = {name: [] for name in self.decoders}
+        self.batch_size = 0
         for group in (self.metrics, self.metrics_3d, self.metrics_coco):
             if group is not None:
                 for m in group.values():
