@@ -2,8 +2,9 @@
 
 Every decoder scores the same forward pass, so the difference of two decoders' metrics on one run has a
 paired bootstrap interval over test samples (:func:`heatlit.report.stats.paired_bootstrap`): the resampled
-rows are the same for both decoders, and the point estimate is exactly the difference of the numbers in
-results.json (checked: a ``per_sample.npz`` that disagrees with its results.json is not used). The interval
+rows are the same for both decoders, and the point estimate is the difference of the numbers in results.json
+to float32 rounding (checked: a ``per_sample.npz`` that disagrees with its results.json is not used; an RMSE
+difference pools the joints both decoders predicted finitely, all of them unless a decoder failed). The interval
 is over the test samples only: it says how sure the comparison is on this trained model, not over seeds
 (the encoding effect's intervals are over seeds).
 
