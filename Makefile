@@ -49,7 +49,7 @@ results: $(STAMP)  ## rerun README's experiments (default, study_cpu, representa
 	$(PY) -m heatlit.train output_dir=$$d/default && \
 	$(PY) -m heatlit.sweep study_cpu hydra.sweep.dir=$$d/study && \
 	$(PY) -m heatlit.sweep representations_cpu hydra.sweep.dir=$$d/representations && \
-	$(PY) -m heatlit.report.readme update --default $$d/default --study $$d/study --representations $$d/representations
+	$(PY) -m heatlit.report.readme update --default $$d/default --decoders $$d/default --study $$d/study --representations $$d/representations
 
 check-readme: $(STAMP)  ## train the default experiment into a fresh folder and compare README's table with it
 	d=outputs/check-readme/$$(date +%Y-%m-%d_%H-%M-%S) && \
