@@ -130,10 +130,18 @@ def test_decoders_table_is_the_paired_bootstrap_against_argmax(tmp_path):
         decoders_table(tmp_path)
 
 
-def test_readme_has_the_blocks_make_results_writes():
-    text = README.read_text()
-    for name in ("default", "decoders", "study", "representations"):
-        read_block(text, name)
+@pytest.mark.parametrize(
+    "page, blocks",
+    [
+        ("README.md", ("default", "decoders")),
+        ("docs/STUDY.md", ("study",)),
+        ("docs/REPRESENTATIONS.md", ("representations",)),
+    ],
+)
+def test_pages_have_the_blocks_make_results_writes(page, blocks):
+    path = ROOT / page
+    for name in blocks:
+        read_block(path.read_text(), name, path)
 
 
 @pytest.mark.slow
