@@ -14,10 +14,16 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     dataset        the dataset description: name, keypoints, flip_pairs, skeleton, in_channels, has_3d,
                    pck, norm, head_segment, root, oks_sigmas, monitor, multi_person (absent in files
                    written before it: read as false)
+    decode_time    stage -> decoder -> {ms_per_batch (median over the stage's batches, the decoder call
+                   alone), batches, batch_size (the largest batch)}; optional (absent in older files)
     flipped        stage -> whether that stage's heatmaps were flip-averaged (``flip_val``, ``flip_test``);
                    absent in files written before it
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
+
+Beside it, the test stage writes ``per_sample.npz`` (:mod:`heatlit.per_sample`): every decoder's per-joint
+test errors in input px, the scored-joint mask and the PCK(h) normaliser per sample, from which PCK(h), AUC,
+RMSE and mean error recompute as results.json holds them; the report pairs decoders per test sample with it.
 
 ``ap_bound`` (test only) is the keypoint-expansion upper bound of ``ap`` (``heatlit.metrics.oks``).
 
@@ -86,6 +92,7 @@ def write_results(
     *,
     grid: Mapping | None = None,
     dataset: Mapping | None = None,
+    decode_time: Mapping | None = None,
 ) -> Path:
     """Write ``results.json`` (the fields in the module docstring) atomically.
 
@@ -96,6 +103,7 @@ def write_results(
         extra: facts of the run (checkpoint, epochs, wall time, ...).
         grid: the heatmap grid's :meth:`~heatlit.codecs.grid.HeatmapGrid.describe`.
         dataset: the :meth:`~heatlit.data.base.DatasetDescription.to_dict` of the data.
+        decode_time: stage -> decoder -> timing (see the module docstring).
 
     Non-finite values are written as null so the file stays strict JSON.
     """
@@ -104,6 +112,8 @@ def write_results(
         payload["grid"] = _clean(grid)
     if dataset is not None:
         payload["dataset"] = _clean(dataset)
+    if decode_time:
+        payload["decode_time"] = _clean(decode_time)
     payload.update(_clean(extra) if extra else {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +134,12 @@ class RunResults:
     grid: Mapping[str, Any] | None = None
     dataset: Mapping[str, Any] | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
+    decode_time: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
+
+    def ms_per_batch(self, decoder: str, split: str = "test") -> float | None:
+        """The decoder's median time per batch at ``split`` in ms, or None when the file has none."""
+        value = ((self.decode_time or {}).get(split) or {}).get(decoder, {}).get("ms_per_batch")
+        return float(value) if isinstance(value, int | float) else None
 
     def stage(self, split: str) -> Mapping[str, Mapping[str, Any]]:
         """decoder -> metric -> value of one stage; ResultsError naming what the file has otherwise."""
@@ -171,7 +187,7 @@ def read_results(path: str | Path) -> RunResults:
         value = payload.get(key)
         return value if isinstance(value, dict) else None
 
-    known = {"version", "choices", "results", "grid", "dataset"}
+    known = {"version", "choices", "results", "grid", "dataset", "decode_time"}
     return RunResults(
         path=path,
         version=version,
@@ -179,6 +195,7 @@ def read_results(path: str | Path) -> RunResults:
         results=payload["results"],
         grid=mapping("grid"),
         dataset=mapping("dataset"),
+        decode_time=mapping("decode_time"),
         facts={k: v for k, v in payload.items() if k not in known},
     )
 

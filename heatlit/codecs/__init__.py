@@ -7,7 +7,13 @@ Conventions (stated once here; every module of heatlit follows them)
   ``[j - 0.5, j + 0.5) x [i - 0.5, i + 0.5)``. A map of width W spans ``[-0.5, W - 0.5]``.
 * Heatmaps are ``[B, K, H, W]`` (2D) or ``[B, K, D, H, W]`` (3D volumes); the coordinate vector runs
   over the spatial axes from last to first: x over W, y over H, z over D.
-* Input-image and heatmap coordinates differ by the stride only: see :func:`coords.to_heatmap`.
+* Input-image and heatmap coordinates differ by the stride only: see :func:`coords.to_heatmap` (pixel
+  *extents* aligned, ``x_hm = (x_in + 0.5) / s - 0.5``). That is the default mapping of the heatmap grid
+  (:class:`grid.HeatmapGrid`, ``data.grid_mapping=aligned``); ``data.grid_mapping=udp`` selects UDP's
+  instead (first and last pixel *centres* aligned, ``x_hm = x_in (W_hm - 1) / (W_in - 1)``), which
+  differs by ``(s - 1) / (2 s) * (1 - 2 x_in / (W_in - 1))`` heatmap px: 0 at the frame centre, +-0.375
+  heatmap px (+-1.5 input px) at stride 4 and +-0.4375 (+-3.5) at stride 8 at the outermost pixel
+  centres. Both keep pixel centres at integers and a flip is ``x -> W - 1 - x`` in either space.
 * Encoders: ``encoder(keypoints[B, K, n], visible[B, K], heatmap_size) -> (heatmaps, weights[B, K])``.
 * Decoders: ``decoder(heatmaps) -> (coords[B, K, n], scores[B, K])`` with n = 2 or 3. Scores are the
   heatmap maximum clamped at 0 (so an all-negative map scores 0 but keeps its argmax, as logits should);

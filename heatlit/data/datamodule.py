@@ -100,6 +100,8 @@ class HeatmapDataModule(L.LightningDataModule):
         heatmap_depth: D depth bins for 3D volumetric targets, None for 2D maps.
         depth_range_mm: depth extent (mm, centred on the root joint) of the D bins (see
             :mod:`heatlit.codecs.grid`).
+        grid_mapping: the input <-> heatmap mapping, a name of :data:`heatlit.codecs.grid.MAPPINGS`
+            (``aligned``, the default, or ``udp``).
         augment: :class:`~heatlit.data.transforms.AugmentConfig` fields (training split only); None
             or ``enabled: false`` = no augmentation.
         depth_offset_m, depth_scale_m: depth input = ``(metres - offset) / scale``.
@@ -129,9 +131,10 @@ class HeatmapDataModule(L.LightningDataModule):
         encoder: Callable | None = None,
         pin_memory: bool | None = None,
         metric_kind: str | None = None,
+        grid_mapping: str = "aligned",
     ) -> None:
         super().__init__()
-        self.grid = HeatmapGrid(input_size, stride, heatmap_depth, depth_range_mm)
+        self.grid = HeatmapGrid(input_size, stride, heatmap_depth, depth_range_mm, grid_mapping)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)

@@ -22,7 +22,9 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"no '{group}' selected; choose one with {group}=<name> (see conf/{group}/)")
     sigma = _get(cfg, "encoding.sigma")
     sigmas = sigma if OmegaConf.is_list(sigma) else [sigma]
-    if sigma is None or any(not isinstance(s, int | float) or s <= 0 for s in sigmas):
+    # a Gaussian encoder needs its sigma; another representation's is optional, checked when given
+    needed = str(_get(cfg, "encoding._target_", "")).endswith("GaussianEncoder")
+    if (sigma is not None or needed) and any(not isinstance(s, int | float) or s <= 0 for s in sigmas):
         raise ConfigError(f"encoding.sigma must be > 0 (heatmap pixels), got {sigma}")
     data_stride, model_stride = _get(cfg, "data.stride"), _get(cfg, "model.stride")
     if data_stride is not None and model_stride is not None and data_stride != model_stride:

@@ -14,6 +14,8 @@ from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
 from heatlit.training.optim import build_optimizer
+from heatlit.training.outputs import HeatmapOutput
+from heatlit.training.outputs import flip_heatmaps as flip_heatmaps  # its home before output kinds existed
 from heatlit.training.peaks import PeakScorer
 from heatlit.training.scoring import DecoderScorer
 
@@ -27,21 +29,6 @@ CONFIG_KEY = "heatlit_config"
 CHOICES_KEY = "heatlit_choices"
 GROUPS_KEY = "heatlit_groups"
 SHAPE_KEY = "heatlit_shape"  # {"num_joints": K, "in_channels": C}
-
-
-def flip_heatmaps(heatmaps: Tensor, flip_index: Sequence[int]) -> Tensor:
-    """Mirror heatmaps horizontally and swap left/right channels.
-
-    With aligned pixel extents (see :func:`heatlit.codecs.coords.to_heatmap`) a flip is ``x -> W-1-x``
-    in input and heatmap space alike, so no one-pixel shift is needed (HRNet needs one because its
-    mapping is ``x / stride``).
-
-    Args:
-        heatmaps: ``[B, K, ..., W]``.
-        flip_index: ``[K]`` channel permutation (:attr:`DatasetDescription.flip_index`).
-    """
-    flipped = torch.flip(heatmaps, dims=[-1])
-    return flipped[:, torch.as_tensor(flip_index, dtype=torch.long, device=heatmaps.device)]
 
 
 def scaled_input_size(size: Sequence[int], scale: float, multiple: int) -> tuple[int, int]:
@@ -64,11 +51,12 @@ def resize_maps(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Te
 
 
 class HeatmapModule(L.LightningModule):
-    """Trains a heatmap model and scores it with every configured decoder.
+    """Trains a heatmap model (or another coordinate representation's) and scores it with every configured decoder.
 
     Args:
-        model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
-        loss: :class:`HeatmapLoss`.
+        model: ``model(image[B,C,H,W]) -> list[output]``, final prediction last; each output of the kind
+            ``output`` describes (heatmaps by default, see :mod:`heatlit.training.outputs`).
+        loss: ``loss(outputs, batch) -> (total, parts)``, e.g. :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
         make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
             :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
@@ -85,6 +73,8 @@ class HeatmapModule(L.LightningModule):
         test_scales: multi-scale testing: run the model on the input resized by each factor, resize its
             heatmaps back to the grid and average them (``(1.0,)``: single scale). Needs the aligned mapping.
         qualitative: how many test samples to keep for the qualitative figure.
+        output: the model's output kind (:class:`~heatlit.training.outputs.HeatmapOutput` by default): its
+            flip test and the map the qualitative figure draws.
     """
 
     def __init__(
@@ -103,9 +93,11 @@ class HeatmapModule(L.LightningModule):
         make_coco: Callable | None = None,
         qualitative: int = 8,
         test_scales: Sequence[float] = (1.0,),
+        output: HeatmapOutput | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.output = output if output is not None else HeatmapOutput()
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.grid, self.description = grid, description
@@ -115,6 +107,10 @@ class HeatmapModule(L.LightningModule):
             raise ValueError(f"test_scales must be positive factors, got {list(test_scales)}")
         if self.test_scales != (1.0,) and grid.mapping.name != "aligned":
             raise ValueError(f"multi-scale testing needs the aligned grid mapping, not {grid.mapping.name!r}")
+        if self.test_scales != (1.0,) and self.output.kind != "heatmap":
+            raise ValueError(
+                f"multi-scale testing resizes heatmaps; the model emits {self.output.kind} outputs"
+            )
         self.scorers = nn.ModuleDict(
             {
                 # several people per map: every decoder's candidate peaks against every person's joints
@@ -126,11 +122,13 @@ class HeatmapModule(L.LightningModule):
                     grid,
                     make_3d,
                     functools.partial(make_coco, stage) if make_coco else None,
+                    keep_samples=stage == "test",  # per_sample.npz: decoders paired per test sample
                 )
                 for stage in ("val", "test")
             }
         )
         self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.decode_times: dict[str, dict[str, dict[str, float | int]]] = {}  # stage -> decoder -> timing
         self.qualitative = int(qualitative)
         self.samples: dict[str, Tensor] = {}
         self.run_record: dict = {}  # CONFIG_KEY, CHOICES_KEY, ... -> plain containers, saved with every checkpoint
@@ -167,7 +165,7 @@ class HeatmapModule(L.LightningModule):
         heatmaps = self.model(image)[-1]
         if flip:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.description.flip_index))
+            heatmaps = self.output.flip_average(heatmaps, mirrored, self.description.flip_index)
         return heatmaps
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -198,13 +196,13 @@ class HeatmapModule(L.LightningModule):
     def _kept(self) -> int:
         return 0 if not self.samples else self.samples["image"].shape[0]
 
-    def _keep(self, batch: dict, heatmaps: Tensor, predictions: dict[str, Tensor]) -> None:
+    def _keep(self, batch: dict, heatmaps, predictions: dict[str, Tensor]) -> None:
         take = self.qualitative - self._kept()
         new = {
             "image": batch["image"][:take, 0],
             "keypoints": batch["keypoints"][:take],
             "visible": batch["visible"][:take],
-            "heatmaps": heatmaps[:take].amax(1) if heatmaps.dim() == 4 else heatmaps[:take].amax((1, 2)),
+            "heatmaps": self.output.preview(heatmaps)[:take],
             **{f"pred/{k}": v[:take] for k, v in predictions.items()},
         }
         for key, value in new.items():
@@ -212,6 +210,8 @@ class HeatmapModule(L.LightningModule):
             self.samples[key] = value if key not in self.samples else torch.cat([self.samples[key], value])
 
     def _log_results(self, stage: str) -> None:
+        timed = getattr(self.scorers[stage], "decode_times", None)  # the multi-person scorer keeps no times
+        self.decode_times[stage] = timed() if timed else {}  # read before compute() resets them
         results = self.scorers[stage].compute()
         self.results[stage] = results
         flat = {
@@ -228,6 +228,8 @@ class HeatmapModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.samples = {}
+        if isinstance(self.scorers["test"], DecoderScorer):
+            self.scorers["test"].clear_samples()
 
     def on_test_epoch_end(self) -> None:
         self._log_results("test")

@@ -19,6 +19,8 @@ from omegaconf.errors import MissingMandatoryValue
 from heatlit.data.base import SPLITS
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
+from heatlit.per_sample import FILE_NAME as PER_SAMPLE_FILE
+from heatlit.per_sample import write_per_sample
 from heatlit.results import (
     FILE_NAME,
     LOWER_IS_BETTER,
@@ -48,7 +50,9 @@ from heatlit.training.job import (
 )
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
 from heatlit.training.noise import quiet_known_noise
+from heatlit.training.outputs import build_output, check_representation
 from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
+from heatlit.training.scoring import DecoderScorer
 from heatlit.training.start import log_destinations, split_sizes, start_block, trainer_device
 
 log = logging.getLogger(__name__)
@@ -114,9 +118,12 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
     from heatlit.metrics import MPJPE, CocoOksAP, KeypointExpansion, PeakDetection, SampleOksAP, build_metrics
 
+    output, loss = build_output(cfg), instantiate(cfg.loss)
+    check_representation(output, datamodule.encoder, loss, decoders)
     desc, grid = datamodule.description, datamodule.grid
     try:
-        model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
+        make_model = functools.partial(instantiate, cfg.model, in_channels=desc.in_channels)
+        model = output.build(make_model, desc.num_keypoints, grid)
     except InstantiationException as err:
         # bad options, an unreadable or unsafe pretrained file
         if isinstance(err.__cause__, ValueError | FileNotFoundError):
@@ -124,7 +131,6 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         raise
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
-    loss = instantiate(cfg.loss)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
     if desc.multi_person:  # candidate peaks against every person (thresholds in input px)
         check_bottom_up_loss(loss, desc.name)
@@ -158,6 +164,7 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         # a config written before flip_val existed flipped validation whenever it flipped the test
         flip_val=cfg.get("flip_val", cfg.flip_test),
         qualitative=cfg.qualitative,
+        output=output,
         test_scales=cfg.get("test_scales") or (1.0,),
     )
 
@@ -245,8 +252,10 @@ def report(
         extra,
         grid=module.grid.describe(),
         dataset=module.description.to_dict(),
+        decode_time=module.decode_times,
     )
     log.info("results written to %s", path)
+    write_test_samples(module, trainer, out)
     if module.samples:
         fig = qualitative_figure(
             module.samples, cfg.monitor.decoder, out / "qualitative.png", module.description.skeleton
@@ -383,7 +392,7 @@ EVAL_KEYS = (
 def with_data(run_cfg: DictConfig, data: DictConfig | None) -> DictConfig:
     """A checkpoint's run config with this command's data: ``data=<name>`` replaces the data config whole (a
     merge would mix two sources' options); settings alone (``+data.source.data_dir=...``, no ``_target_``) are
-    merged into the run's own. The model's grid (stride, depth bins) stays the checkpoint's either way."""
+    merged into the run's own. The model's grid (stride, depth bins, mapping) stays the checkpoint's either way."""
     if data is None:
         return run_cfg
     trained = run_cfg.data
@@ -393,6 +402,7 @@ def with_data(run_cfg: DictConfig, data: DictConfig | None) -> DictConfig:
         run_cfg.data = OmegaConf.merge(trained, data)
     run_cfg.data.stride = trained.stride
     run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
+    run_cfg.data.grid_mapping = trained.get("grid_mapping", "aligned")
     return run_cfg
 
 
@@ -415,6 +425,25 @@ def eval_checkpoint(target: Any) -> Path:
         if not found:
             raise ConfigError(f"ckpt_path={path}: no checkpoints/best.ckpt or last.ckpt in it")
         return found[0]
+    return path
+
+
+def write_test_samples(module: HeatmapModule, trainer: L.Trainer, out: Path) -> Path | None:
+    """``per_sample.npz`` beside results.json: every decoder's per-joint test errors (:mod:`heatlit.per_sample`).
+
+    Not written by a run on several processes: each holds only its shard (padded by the sampler).
+    """
+    scorer = module.scorers["test"]
+    samples = scorer.per_sample() if isinstance(scorer, DecoderScorer) else None
+    if samples is None:
+        return None
+    if trainer.world_size > 1:
+        log.info(
+            "%s not written: %d processes each hold part of the test set", PER_SAMPLE_FILE, trainer.world_size
+        )
+        return None
+    path = write_per_sample(out / PER_SAMPLE_FILE, samples)
+    log.info("per-sample test errors written to %s", path)
     return path
 
 
