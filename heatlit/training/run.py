@@ -207,7 +207,7 @@ def unfilled_memory() -> None:
     ``trainer.deterministic`` turns on ``torch.use_deterministic_algorithms``, which also fills each
     ``torch.empty`` with NaN so that code reading memory it never wrote shows it. heatlit writes every buffer
     before reading it (the same weights with and without the fill: tests/test_determinism.py), and the fill
-    cost ~6 % of every CPU forward and backward of the default experiment (``make bench train``).
+    cost ~7 % of every CPU forward and backward of the default experiment (docs/TRAINING_SPEED.md).
     """
     torch.utils.deterministic.fill_uninitialized_memory = False
 
