@@ -243,6 +243,8 @@ def run(overrides: Sequence[str], steps: int, rounds: int, console: Console | No
         datamodule = build_datamodule(cfg)
         module = build_module(cfg, datamodule, build_decoders(cfg))
         datamodule.setup("fit")
+        # one epoch holds the steps of each arm: no more than the training split has batches
+        steps = min(steps, len(datamodule.train_dataloader()))
         device = run_device(cfg)
         module.to(device)
         clock = _Clock(device)
