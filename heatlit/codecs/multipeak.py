@@ -33,6 +33,7 @@ from heatlit.codecs.base import Decoder, axis_steps, prepare_heatmaps
 from heatlit.codecs.blur import check_kernel, separable_blur
 from heatlit.codecs.coords import clamp_to_frame, frame_centre, ravel, unravel
 from heatlit.codecs.dark import dark_refine
+from heatlit.codecs.multipeak_cpu import host_candidates
 
 Tensor = torch.Tensor
 
@@ -267,13 +268,18 @@ def multipeak_decode(
         return h.new_zeros(b, k, max_peaks, n), h.new_zeros(b, k, max_peaks)
     if modulation == "map":
         h = separable_blur(h, n, kernel, border="zeros")
-    values, index = _fast_candidates(h, max_peaks, nms_kernel)
-    no_peak = h.flatten(2).amin(-1) == values[..., 0]  # slot 0 is the map's maximum: a flat map
-    redo = _has_ties(values, threshold) & ~no_peak  # a flat map's answer needs no peak
+    if base.host_checks(h) and h.dtype in (torch.float32, torch.float64):
+        values, index, no_peak, redo = host_candidates(h.detach(), max_peaks, threshold, nms_kernel)
+    else:
+        values, index = _fast_candidates(h, max_peaks, nms_kernel)
+        no_peak = h.flatten(2).amin(-1) == values[..., 0]  # slot 0 is the map's maximum: a flat map
+        redo = _has_ties(values, threshold) & ~no_peak  # a flat map's answer needs no peak
     if bool(redo.any()):  # the one host sync: exact ties are rare in real outputs
         bi, ki = redo.nonzero(as_tuple=True)
-        v, i = exact_candidates(h[bi, ki][:, None], max_peaks, nms_kernel)
+        redone = h[bi, ki][:, None]
+        v, i = exact_candidates(redone, max_peaks, nms_kernel)
         values, index = values.index_put((bi, ki), v[:, 0]), index.index_put((bi, ki), i[:, 0])
+        no_peak = no_peak.index_put((bi, ki), redone.flatten(1).amin(-1) == v[:, 0, 0])
     ints = unravel(index, spatial)
     if refine:
         coords = dark_refine(h, spatial, ints, kernel if modulation == "peaks" else 1)
