@@ -256,7 +256,12 @@ def _border_rule(
 
 
 def dark_refine(
-    maps: Tensor, spatial: tuple[int, ...], peaks: Tensor, kernel: int = 11, blur_sigma: float | None = None
+    maps: Tensor,
+    spatial: tuple[int, ...],
+    peaks: Tensor,
+    kernel: int = 11,
+    blur_sigma: float | None = None,
+    patches: Tensor | None = None,
 ) -> Tensor:
     """DARK's distribution-aware refinement of integer peaks (Zhang et al. 2020).
 
@@ -272,22 +277,31 @@ def dark_refine(
         peaks: ``[B, K, P, n]`` long integer peaks (x, y[, z]) inside the frame.
         kernel: odd blur width; 1 disables modulation.
         blur_sigma: blur standard deviation; None uses OpenCV's rule for the width (2.0 for 11).
+        patches: ``[B, K, P, L^n]`` the pixels around the peaks as
+            :func:`~heatlit.codecs.patches.patch_values` reads them with ``shift_inside`` and radius
+            ``(kernel - 1) // 2 + 1``, when the caller has them already.
 
     Returns:
         ``[B, K, P, n]`` refined coordinates (not yet clamped into the frame).
     """
-    return _refine(maps.flatten(2), spatial, peaks, kernel, blur_sigma)[0]
+    return _refine(maps.flatten(2), spatial, peaks, kernel, blur_sigma, patches)[0]
 
 
 def _refine(
-    flat: Tensor, spatial: tuple[int, ...], peaks: Tensor, kernel: int, blur_sigma: float | None
+    flat: Tensor,
+    spatial: tuple[int, ...],
+    peaks: Tensor,
+    kernel: int,
+    blur_sigma: float | None,
+    patches: Tensor | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """:func:`dark_refine` on ``flat [B, K, N]`` maps; also returns every pixel value it read (patches and
     border windows), so that a caller that skipped sanitising can check them."""
     n = len(spatial)
     reach = (kernel - 1) // 2 + 1  # the blur's reach plus the stencil's one pixel
     # border peaks' patches are discarded (the border rule), so they may be shifted inside the frame
-    patches = patch_values(flat, spatial, peaks, reach, shift_inside=True)
+    if patches is None:
+        patches = patch_values(flat, spatial, peaks, reach, shift_inside=True)
     read = [patches]
     # one row per derivative and one column per peak: each product and elementwise op then runs over
     # contiguous rows, the layout CPU kernels are fastest on

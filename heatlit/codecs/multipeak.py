@@ -126,14 +126,6 @@ def _top(values: Tensor, p: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(top).reshape(shape), torch.from_numpy(index).reshape(shape)
 
 
-def _order(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """Sort ``[..., P]`` candidates by value, descending, ties by flat index (so slot 0 is argmax's pixel)."""
-    by_index = index.argsort(dim=-1)
-    values, index = values.gather(-1, by_index), index.gather(-1, by_index)
-    by_value = values.argsort(dim=-1, descending=True, stable=True)
-    return values.gather(-1, by_value), index.gather(-1, by_value)
-
-
 def _pad_slots(values: Tensor, index: Tensor, max_peaks: int) -> tuple[Tensor, Tensor]:
     """Pad ``[..., take]`` candidates to ``max_peaks`` slots with -inf values (maps smaller than P)."""
     missing = max_peaks - values.shape[-1]
@@ -209,8 +201,8 @@ def exact_candidates(h: Tensor, max_peaks: int, nms_kernel: int) -> tuple[Tensor
     """
     peaks = _merge_equal_peaks(window_max(h, nms_kernel) == h, nms_kernel)
     flat = torch.where(peaks, h, -torch.inf).flatten(2)
-    values, index = flat.topk(min(max_peaks, flat.shape[-1]), dim=-1)
-    return _order(*_pad_slots(values, index, max_peaks))
+    values, index = flat.sort(dim=-1, descending=True, stable=True)  # equal values: first in flat order
+    return _pad_slots(values[..., :max_peaks], index[..., :max_peaks], max_peaks)
 
 
 def _has_ties(values: Tensor, threshold: float) -> Tensor:
@@ -268,21 +260,27 @@ def multipeak_decode(
         return h.new_zeros(b, k, max_peaks, n), h.new_zeros(b, k, max_peaks)
     if modulation == "map":
         h = separable_blur(h, n, kernel, border="zeros")
+    patches = None  # the refinement's patches, when the candidate search reads them on the way
     if base.host_checks(h) and h.dtype in (torch.float32, torch.float64):
-        values, index, no_peak, redo = host_candidates(h.detach(), max_peaks, threshold, nms_kernel)
+        values, index, no_peak, redo, patches = host_candidates(
+            h.detach(), max_peaks, threshold, nms_kernel, refine and modulation != "peaks"
+        )
     else:
-        values, index = _fast_candidates(h, max_peaks, nms_kernel)
+        # one slot more than asked: a tie with the first peak left out decides which of the two is kept
+        values, index = _fast_candidates(h, max_peaks + 1, nms_kernel)
         no_peak = h.flatten(2).amin(-1) == values[..., 0]  # slot 0 is the map's maximum: a flat map
         redo = _has_ties(values, threshold) & ~no_peak  # a flat map's answer needs no peak
+        values, index = values[..., :max_peaks], index[..., :max_peaks]
     if bool(redo.any()):  # the one host sync: exact ties are rare in real outputs
         bi, ki = redo.nonzero(as_tuple=True)
         redone = h[bi, ki][:, None]
         v, i = exact_candidates(redone, max_peaks, nms_kernel)
         values, index = values.index_put((bi, ki), v[:, 0]), index.index_put((bi, ki), i[:, 0])
         no_peak = no_peak.index_put((bi, ki), redone.flatten(1).amin(-1) == v[:, 0, 0])
+        patches = None  # read again below, for the redone peaks too
     ints = unravel(index, spatial)
     if refine:
-        coords = dark_refine(h, spatial, ints, kernel if modulation == "peaks" else 1)
+        coords = dark_refine(h, spatial, ints, kernel if modulation == "peaks" else 1, patches=patches)
     else:
         coords = ints.to(h.dtype)
     coords = clamp_to_frame(coords, spatial)

@@ -35,13 +35,14 @@ import numpy as np
 import torch
 
 from heatlit.codecs.coords import unravel
-from heatlit.codecs.patches import inside_frame, window_values
+from heatlit.codecs.patches import flat_offsets, inside_frame, patch_values, window_values
 
 Tensor = torch.Tensor
 
 LOWEST = -32768  # int16 key of the padding: below every key a candidate can have (those are >= +0.0)
 CHUNK_CELLS = 1 << 17  # buffer cells per chunk: a few int16 buffers of this size stay in a core's L2
 _NO_KEY = np.iinfo(np.int64).max
+PATCH_RADIUS = 1  # the refinement's patch: DARK's central differences without modulation (kernel 1)
 
 
 def _layout(spatial: tuple[int, ...], r: int) -> tuple[tuple[int, ...], list[int], int]:
@@ -139,6 +140,14 @@ class _Workspace:
         self.pixel_of.reshape(padded)[tuple(slice(0, s) for s in spatial)] = np.arange(
             math.prod(spatial)
         ).reshape(spatial)
+        # padded cell -> flat index of the centre of its refinement patch (moved inside the frame, as
+        # patch_values(shift_inside=True) reads it), and the patch's flat offsets
+        self.patch_at, self.patch_offsets = None, None
+        if all(s > 2 * PATCH_RADIUS for s in spatial):
+            centre = np.stack(np.unravel_index(np.maximum(self.pixel_of, 0), spatial), -1)
+            centre = np.clip(centre, PATCH_RADIUS, np.array(spatial) - 1 - PATCH_RADIUS)
+            self.patch_at = np.ravel_multi_index(tuple(centre.T), spatial)
+            self.patch_offsets = flat_offsets(spatial, PATCH_RADIUS, torch.device("cpu")).numpy()
 
 
 _local = threading.local()
@@ -153,26 +162,32 @@ def _workspace(spatial: tuple[int, ...], r: int, chunk: int) -> _Workspace:
     return ws
 
 
-def key_maxima(maps: Tensor, r: int, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels whose float16 key is the maximum of their window and at least the threshold's key.
+def key_maxima(maps: Tensor, r: int, threshold: float, patches: bool = False) -> tuple[np.ndarray, ...]:
+    """Pixels above ``threshold`` whose float16 key is the maximum of their window.
 
     Args:
         maps: ``[M, *S]`` finite float CPU maps.
         r: window radius (the window is ``2r + 1`` wide per axis, clipped at the frame).
+        patches: also read each candidate's refinement patch (the ``3^n`` pixels around it, moved inside
+            the frame), while its chunk of maps is still in the caches.
 
     Returns:
-        ``(map, pixel, strict)``, each ``[C]``, in flat order: map index, flat pixel index within the map,
-        and whether the key is the window's only maximum (then the pixel is a strict window maximum of
-        the map; otherwise it may or may not be a maximum at all).
+        ``(map, pixel, value, strict, patch)``, in flat order: map index, flat pixel index within the map,
+        its value, whether its key is the window's only maximum (then the pixel is a strict window
+        maximum of the map; otherwise it may or may not be a maximum at all), and ``[C, 3^n]`` patches
+        (None unless asked for and the frame holds a patch).
     """
     m_total, spatial = maps.shape[0], tuple(maps.shape[1:])
     padded, strides, block = _layout(spatial, r)
+    n_pix = math.prod(spatial)
     chunk = max(1, min(m_total, CHUNK_CELLS // block))
     ws = _workspace(spatial, r, chunk)
     frame, mask, above, own, others, body = ws.frame, ws.mask, ws.above, ws.own, ws.others, ws.body
     frame16 = frame.view(torch.float16)
+    flat = maps.reshape(-1).numpy()
+    patches = patches and ws.patch_at is not None
     key_threshold = np.array(threshold, np.float16).view(np.int16)
-    found, strict = [], []
+    found: list[tuple[np.ndarray, ...]] = []
     for start in range(0, m_total, chunk):
         m = min(chunk, m_total - start)
         frame16[:m].copy_(maps[start : start + m])
@@ -184,28 +199,40 @@ def key_maxima(maps: Tensor, r: int, threshold: float) -> tuple[np.ndarray, np.n
         np.greater_equal(own, key_threshold, out=above)
         np.logical_and(mask[:body], above, out=mask[:body])
         pos = _flatnonzero(mask)
-        strict.append(own[pos] > others[pos])
-        found.append(pos + start * block)
-    owner, rest = np.divmod(np.concatenate(found), block)
-    return owner, ws.pixel_of[rest], np.concatenate(strict)
+        owner, rest = np.divmod(pos, block)
+        owner += start
+        pixel = ws.pixel_of[rest]
+        value = flat.take(owner * n_pix + pixel)
+        keep = value > threshold  # keys tie at the threshold's rounding: the exact test
+        pos, owner, rest, pixel, value = pos[keep], owner[keep], rest[keep], pixel[keep], value[keep]
+        patch = None
+        if patches:
+            patch = flat.take((owner * n_pix + ws.patch_at[rest])[:, None] + ws.patch_offsets)
+        found.append((owner, pixel, value, own[pos] > others[pos], patch))
+    owner, pixel, value, strict, patch = zip(*found)
+    return (
+        np.concatenate(owner),
+        np.concatenate(pixel),
+        np.concatenate(value),
+        np.concatenate(strict),
+        np.concatenate(patch) if patches else None,
+    )
 
 
-def _top_per_map(
-    owner: np.ndarray, pixel: np.ndarray, values: np.ndarray, maps: int, p: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _top_per_map(owner: np.ndarray, values: np.ndarray, maps: int, p: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``p`` largest candidates of each map, descending, ties by flat index.
 
-    ``owner`` is sorted (candidates in flat order). Returns ``values [maps, p]`` (-inf padding),
-    ``pixel [maps, p]`` (0 padding) and the number of candidates per map.
+    ``owner`` is sorted (candidates in flat order). Returns ``chosen [maps, p]`` (candidate numbers) and
+    ``valid [maps, p]`` (False in the slots of maps with fewer candidates; their ``chosen`` is 0).
     """
     counts = np.bincount(owner, minlength=maps)
     starts = np.zeros(maps + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     width = int(counts.max()) if len(owner) else 0
-    out_v = np.full((maps, p), -np.inf, values.dtype)
-    out_i = np.zeros((maps, p), np.int64)
+    chosen = np.zeros((maps, p), np.int64)
+    valid = np.zeros((maps, p), np.bool_)
     if width == 0:
-        return out_v, out_i, counts
+        return chosen, valid
     rank = np.arange(len(owner)) - starts[owner]
     take = min(width, p)
     if values.dtype == np.float32:
@@ -216,69 +243,88 @@ def _top_per_map(
         table[owner, rank] = key
         table.sort(axis=1)
         top = table[:, :take]
-        valid = top != _NO_KEY
-        chosen = starts[:-1, None] + (top & 0xFFFFFFFF)
+        valid[:, :take] = top != _NO_KEY
+        order = top & 0xFFFFFFFF
     else:
         table = np.full((maps, width), np.inf, values.dtype)
         table[owner, rank] = -values
         order = np.argsort(table, axis=1, kind="stable")[:, :take]
-        valid = np.take_along_axis(table, order, 1) < np.inf
-        chosen = starts[:-1, None] + order
-    chosen = np.where(valid, chosen, 0)
-    out_v[:, :take] = np.where(valid, values[chosen], -np.inf)
-    out_i[:, :take] = np.where(valid, pixel[chosen], 0)
-    return out_v, out_i, counts
+        valid[:, :take] = np.take_along_axis(table, order, 1) < np.inf
+    chosen[:, :take] = np.where(valid[:, :take], starts[:-1, None] + order, 0)
+    return chosen, valid
 
 
 def host_candidates(
-    h: Tensor, max_peaks: int, threshold: float, nms_kernel: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    h: Tensor, max_peaks: int, threshold: float, nms_kernel: int, patches: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """Top ``P`` peaks per map on a CPU.
 
     Args:
         h: ``[B, K, *S]`` finite float32/float64 CPU maps.
+        patches: also return the refinement patches of the peaks (see :func:`key_maxima`).
 
     Returns:
         ``values [B, K, P]`` and flat ``index [B, K, P]``, strongest first, as
         :func:`~heatlit.codecs.multipeak.exact_candidates` gives them for the peaks above ``threshold``
-        (slots after them: -inf); for a map without such a peak, slot 0 holds its maximum (first in flat
-        order). ``flat [B, K]`` bool: maps whose minimum equals their maximum. ``redo [B, K]`` bool: maps
-        with a plateau, to be computed by the definition.
+        (slots after them: -inf and index 0); for a map without such a peak, slot 0 holds its maximum
+        (first in flat order). ``flat [B, K]`` bool: maps whose minimum equals their maximum.
+        ``redo [B, K]`` bool: maps with a plateau, to be computed by the definition. ``patches
+        [B, K, P, 3^n]`` (zeros in empty slots) or None.
     """
     b, k = h.shape[:2]
     spatial = tuple(h.shape[2:])
     m_total, n_pix = b * k, math.prod(spatial)
-    maps = h.reshape(m_total, *spatial)
+    maps = h.reshape(m_total, *spatial).contiguous()
     flat = maps.reshape(m_total, n_pix).numpy()
-    owner, pixel, strict = key_maxima(maps, nms_kernel // 2, threshold)
-    values = flat[owner, pixel]
-    keep = values > threshold
+    r = nms_kernel // 2
+    owner, pixel, values, strict, patch = key_maxima(maps, r, threshold, patches)
     redo = np.zeros(m_total, np.bool_)
-    loose = np.flatnonzero(keep & ~strict)
+    loose = np.flatnonzero(~strict)
     if len(loose):  # a rounding tie of keys: compare the floats of the window
         centres = unravel(torch.from_numpy(pixel[loose]), spatial)
-        r = nms_kernel // 2
         window = window_values(
             maps.reshape(m_total, n_pix), torch.from_numpy(owner[loose]), centres, spatial, r
         )
         window = torch.where(inside_frame(centres, spatial, r), window, -torch.inf)
         window[:, window.shape[1] // 2] = -torch.inf  # the centre itself
         best = window.amax(-1).numpy()
-        keep[loose[best > values[loose]]] = False
         redo[owner[loose[best == values[loose]]]] = True
-    owner, pixel, values = owner[keep], pixel[keep], values[keep]
-    top_v, top_i, counts = _top_per_map(owner, pixel, values, m_total, max_peaks)
+        drop = loose[best > values[loose]]
+        if len(drop):
+            keep = np.ones(len(owner), np.bool_)
+            keep[drop] = False
+            owner, pixel, values = owner[keep], pixel[keep], values[keep]
+            patch = patch[keep] if patch is not None else None
+    chosen, valid = _top_per_map(owner, values, m_total, max_peaks)
+    if len(owner):
+        top_v, top_i = np.where(valid, values[chosen], -np.inf), np.where(valid, pixel[chosen], 0)
+    else:
+        top_v, top_i = np.full(chosen.shape, -np.inf, flat.dtype), chosen
+    out_patch = None
+    if patch is not None:
+        out_patch = np.zeros((*chosen.shape, patch.shape[-1]), flat.dtype)
+        if len(owner):
+            out_patch[valid] = patch[chosen[valid]]
     flat_map = np.zeros(m_total, np.bool_)
-    empty = np.flatnonzero(counts == 0)
+    empty = np.flatnonzero(~valid[:, 0])
     if len(empty):  # no peak above the threshold: slot 0 is the map's maximum
         best = np.argmax(flat[empty], axis=1)
         top_i[empty, 0] = best
         top_v[empty, 0] = flat[empty, best]
         flat_map[empty] = flat[empty].min(1) == top_v[empty, 0]
+        if out_patch is not None:
+            centres = unravel(torch.from_numpy(best), spatial).reshape(-1, 1, 1, len(spatial))
+            sub = torch.from_numpy(flat[empty])[:, None]
+            out_patch[empty, 0] = patch_values(
+                sub, spatial, centres, PATCH_RADIUS, shift_inside=True
+            ).reshape(len(empty), -1)
+    if out_patch is not None:
+        out_patch = torch.from_numpy(out_patch).reshape(b, k, max_peaks, -1)
     shape = (b, k)
     return (
         torch.from_numpy(top_v).reshape(*shape, max_peaks),
         torch.from_numpy(top_i).reshape(*shape, max_peaks),
         torch.from_numpy(flat_map).reshape(shape),
         torch.from_numpy(redo).reshape(shape),
+        out_patch,
     )
