@@ -234,17 +234,22 @@ def _border_rule(
     elsewhere all are (no host sync) and the border ones kept.
     """
     n = len(spatial)
-    limits = torch.tensor(list(reversed(spatial)), device=peaks.device)
-    border = ((peaks < reach) | (peaks >= limits - reach)).any(-1).reshape(-1)
-    if base.host_checks(peaks):
-        if not bool(border.any()):
+    if base.host_checks(peaks):  # the bookkeeping in numpy: a few small arrays, at a fraction of the cost
+        at = peaks.reshape(-1, n).numpy()
+        border = np.zeros(len(at), np.bool_)
+        for axis, size in enumerate(reversed(spatial)):
+            border |= (at[:, axis] < reach) | (at[:, axis] >= size - reach)
+        rows = np.flatnonzero(border)
+        if not len(rows):
             return d
-        rows = border.nonzero()[:, 0]
-        centres = peaks.reshape(-1, n).index_select(0, rows)
+        centres = torch.from_numpy(at[rows])
+        rows = torch.from_numpy(rows)
         windows = window_values(
             flat.reshape(-1, flat.shape[-1]), rows // peaks.shape[2], centres, spatial, radius
         )
     else:
+        limits = torch.tensor(list(reversed(spatial)), device=peaks.device)
+        border = ((peaks < reach) | (peaks >= limits - reach)).any(-1).reshape(-1)
         rows, centres = None, peaks.reshape(-1, n)
         windows = patch_values(flat, spatial, peaks, radius).reshape(len(centres), -1)
     read.append(windows)

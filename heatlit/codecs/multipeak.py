@@ -34,6 +34,7 @@ from heatlit.codecs.blur import check_kernel, separable_blur
 from heatlit.codecs.coords import clamp_to_frame, frame_centre, ravel, unravel
 from heatlit.codecs.dark import dark_refine
 from heatlit.codecs.multipeak_cpu import host_candidates
+from heatlit.codecs.patches import patch_values
 
 Tensor = torch.Tensor
 
@@ -277,7 +278,9 @@ def multipeak_decode(
         v, i = exact_candidates(redone, max_peaks, nms_kernel)
         values, index = values.index_put((bi, ki), v[:, 0]), index.index_put((bi, ki), i[:, 0])
         no_peak = no_peak.index_put((bi, ki), redone.flatten(1).amin(-1) == v[:, 0, 0])
-        patches = None  # read again below, for the redone peaks too
+        if patches is not None:  # the redone peaks' patches
+            centres = unravel(i, spatial)
+            patches[bi, ki] = patch_values(redone.flatten(2), spatial, centres, 1, shift_inside=True)[:, 0]
     ints = unravel(index, spatial)
     if refine:
         coords = dark_refine(h, spatial, ints, kernel if modulation == "peaks" else 1, patches=patches)

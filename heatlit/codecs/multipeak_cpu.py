@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from heatlit.codecs.coords import unravel
-from heatlit.codecs.patches import flat_offsets, inside_frame, patch_values, window_values
+from heatlit.codecs.patches import flat_offsets, patch_offsets, patch_values
 
 Tensor = torch.Tensor
 
 LOWEST = -32768  # int16 key of the padding: below every key a candidate can have (those are >= +0.0)
-CHUNK_CELLS = 1 << 17  # buffer cells per chunk: a few int16 buffers of this size stay in a core's L2
+CHUNK_CELLS = 1 << 19  # buffer cells per chunk: a few int16 buffers of this size stay in a core's L2
 _NO_KEY = np.iinfo(np.int64).max
 PATCH_RADIUS = 1  # the refinement's patch: DARK's central differences without modulation (kernel 1)
 
@@ -140,6 +140,14 @@ class _Workspace:
         self.pixel_of.reshape(padded)[tuple(slice(0, s) for s in spatial)] = np.arange(
             math.prod(spatial)
         ).reshape(spatial)
+        # padded cell -> flat offsets (clipped into the frame) of its NMS window without itself, and which
+        # of them lie inside the frame: a rounding tie of keys is decided on these pixels
+        n = len(spatial)
+        offsets = patch_offsets(n, r).numpy()[:, ::-1]  # [L^n, n] in array-axis order (z, y, x)
+        offsets = np.delete(offsets, len(offsets) // 2, 0)
+        where = np.stack(np.unravel_index(np.maximum(self.pixel_of, 0), spatial), -1)[:, None] + offsets
+        self.window_inside = ((where >= 0) & (where < np.array(spatial))).all(-1)
+        self.window_at = np.ravel_multi_index(tuple(np.moveaxis(where, -1, 0)), spatial, mode="clip")
         # padded cell -> flat index of the centre of its refinement patch (moved inside the frame, as
         # patch_values(shift_inside=True) reads it), and the patch's flat offsets
         self.patch_at, self.patch_offsets = None, None
@@ -162,20 +170,22 @@ def _workspace(spatial: tuple[int, ...], r: int, chunk: int) -> _Workspace:
     return ws
 
 
-def key_maxima(maps: Tensor, r: int, threshold: float, patches: bool = False) -> tuple[np.ndarray, ...]:
-    """Pixels above ``threshold`` whose float16 key is the maximum of their window.
+def top_peaks(
+    maps: Tensor, r: int, threshold: float, max_peaks: int, patches: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """The ``max_peaks`` strongest strict window maxima above ``threshold`` of every map.
 
     Args:
         maps: ``[M, *S]`` finite float CPU maps.
         r: window radius (the window is ``2r + 1`` wide per axis, clipped at the frame).
-        patches: also read each candidate's refinement patch (the ``3^n`` pixels around it, moved inside
-            the frame), while its chunk of maps is still in the caches.
+        patches: also read each peak's refinement patch (the ``3^n`` pixels around it, moved inside the
+            frame), while its chunk of maps is still in the caches.
 
     Returns:
-        ``(map, pixel, value, strict, patch)``, in flat order: map index, flat pixel index within the map,
-        its value, whether its key is the window's only maximum (then the pixel is a strict window
-        maximum of the map; otherwise it may or may not be a maximum at all), and ``[C, 3^n]`` patches
-        (None unless asked for and the frame holds a patch).
+        ``values [M, P]`` and flat ``pixel [M, P]``, strongest first (ties: first in flat order);
+        ``valid [M, P]`` False in the slots after a map's last peak (value -inf, pixel 0);
+        ``patches [M, P, 3^n]`` (zeros where not valid) or None; ``plateau [M]``: maps with two equal
+        window maxima within a window, whose peaks are to be computed by the definition instead.
     """
     m_total, spatial = maps.shape[0], tuple(maps.shape[1:])
     padded, strides, block = _layout(spatial, r)
@@ -187,7 +197,12 @@ def key_maxima(maps: Tensor, r: int, threshold: float, patches: bool = False) ->
     flat = maps.reshape(-1).numpy()
     patches = patches and ws.patch_at is not None
     key_threshold = np.array(threshold, np.float16).view(np.int16)
-    found: list[tuple[np.ndarray, ...]] = []
+    values = np.full((m_total, max_peaks), -np.inf, flat.dtype)
+    pixels = np.zeros((m_total, max_peaks), np.int64)
+    valid = np.zeros((m_total, max_peaks), np.bool_)
+    out_patches = np.zeros((m_total, max_peaks, len(ws.patch_offsets)), flat.dtype) if patches else None
+    plateau = np.zeros(m_total, np.bool_)
+    inverse = 1.0 / block
     for start in range(0, m_total, chunk):
         m = min(chunk, m_total - start)
         frame16[:m].copy_(maps[start : start + m])
@@ -199,24 +214,31 @@ def key_maxima(maps: Tensor, r: int, threshold: float, patches: bool = False) ->
         np.greater_equal(own, key_threshold, out=above)
         np.logical_and(mask[:body], above, out=mask[:body])
         pos = _flatnonzero(mask)
-        owner, rest = np.divmod(pos, block)
-        owner += start
-        pixel = ws.pixel_of[rest]
-        value = flat.take(owner * n_pix + pixel)
-        keep = value > threshold  # keys tie at the threshold's rounding: the exact test
-        pos, owner, rest, pixel, value = pos[keep], owner[keep], rest[keep], pixel[keep], value[keep]
-        patch = None
+        owner = ((pos + 0.5) * inverse).astype(np.int64)  # exact: pos < 2^40, and 0.5 keeps off integers
+        rest = pos - owner * block
+        local = flat[start * n_pix : (start + m) * n_pix]  # the chunk's maps, still in the caches
+        index = owner * n_pix + ws.pixel_of[rest]
+        value = local.take(index)
+        keep = value > threshold  # keys tie with the threshold's: the exact test
+        loose = np.flatnonzero(own[pos] <= others[pos])  # keys tie in the window: decide on the floats
+        if len(loose):
+            at = (owner[loose] * n_pix)[:, None] + ws.window_at[rest[loose]]
+            best = np.where(ws.window_inside[rest[loose]], local.take(at), -np.inf).max(-1)
+            keep[loose[best > value[loose]]] = False  # no window maximum
+            plateau[start + owner[loose[best == value[loose]]]] = True  # an equal pixel in the window
+        if not keep.all():
+            owner, rest, index, value = owner[keep], rest[keep], index[keep], value[keep]
+        if not len(owner):
+            continue
+        chosen, ok = _top_per_map(owner, value, m, max_peaks)
+        rows = slice(start, start + m)
+        values[rows] = np.where(ok, value[chosen], -np.inf)
+        pixels[rows] = np.where(ok, index[chosen] - np.arange(m)[:, None] * n_pix, 0)
+        valid[rows] = ok
         if patches:
-            patch = flat.take((owner * n_pix + ws.patch_at[rest])[:, None] + ws.patch_offsets)
-        found.append((owner, pixel, value, own[pos] > others[pos], patch))
-    owner, pixel, value, strict, patch = zip(*found)
-    return (
-        np.concatenate(owner),
-        np.concatenate(pixel),
-        np.concatenate(value),
-        np.concatenate(strict),
-        np.concatenate(patch) if patches else None,
-    )
+            at = (owner[chosen] * n_pix + ws.patch_at[rest[chosen]])[..., None] + ws.patch_offsets
+            out_patches[rows] = np.where(ok[..., None], local.take(at), 0)
+    return values, pixels, valid, out_patches, plateau
 
 
 def _top_per_map(owner: np.ndarray, values: np.ndarray, maps: int, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,20 +256,21 @@ def _top_per_map(owner: np.ndarray, values: np.ndarray, maps: int, p: int) -> tu
     if width == 0:
         return chosen, valid
     rank = np.arange(len(owner)) - starts[owner]
+    cell = owner * width + rank  # the candidate's cell of a [maps, width] table, row = its map
     take = min(width, p)
     if values.dtype == np.float32:
         # one int64 per candidate sorts by value (descending; positive floats order as their bits) and
         # then by rank: a row sort of int64 is several times faster than an argsort
         key = (np.int64(0x7FFFFFFF) - values.view(np.int32)).astype(np.int64) << 32 | rank
         table = np.full((maps, width), _NO_KEY, np.int64)
-        table[owner, rank] = key
+        table.reshape(-1)[cell] = key
         table.sort(axis=1)
         top = table[:, :take]
         valid[:, :take] = top != _NO_KEY
         order = top & 0xFFFFFFFF
     else:
         table = np.full((maps, width), np.inf, values.dtype)
-        table[owner, rank] = -values
+        table.reshape(-1)[cell] = -values
         order = np.argsort(table, axis=1, kind="stable")[:, :take]
         valid[:, :take] = np.take_along_axis(table, order, 1) < np.inf
     chosen[:, :take] = np.where(valid[:, :take], starts[:-1, None] + order, 0)
@@ -261,7 +284,7 @@ def host_candidates(
 
     Args:
         h: ``[B, K, *S]`` finite float32/float64 CPU maps.
-        patches: also return the refinement patches of the peaks (see :func:`key_maxima`).
+        patches: also return the refinement patches of the peaks (see :func:`top_peaks`).
 
     Returns:
         ``values [B, K, P]`` and flat ``index [B, K, P]``, strongest first, as
@@ -276,55 +299,25 @@ def host_candidates(
     m_total, n_pix = b * k, math.prod(spatial)
     maps = h.reshape(m_total, *spatial).contiguous()
     flat = maps.reshape(m_total, n_pix).numpy()
-    r = nms_kernel // 2
-    owner, pixel, values, strict, patch = key_maxima(maps, r, threshold, patches)
-    redo = np.zeros(m_total, np.bool_)
-    loose = np.flatnonzero(~strict)
-    if len(loose):  # a rounding tie of keys: compare the floats of the window
-        centres = unravel(torch.from_numpy(pixel[loose]), spatial)
-        window = window_values(
-            maps.reshape(m_total, n_pix), torch.from_numpy(owner[loose]), centres, spatial, r
-        )
-        window = torch.where(inside_frame(centres, spatial, r), window, -torch.inf)
-        window[:, window.shape[1] // 2] = -torch.inf  # the centre itself
-        best = window.amax(-1).numpy()
-        redo[owner[loose[best == values[loose]]]] = True
-        drop = loose[best > values[loose]]
-        if len(drop):
-            keep = np.ones(len(owner), np.bool_)
-            keep[drop] = False
-            owner, pixel, values = owner[keep], pixel[keep], values[keep]
-            patch = patch[keep] if patch is not None else None
-    chosen, valid = _top_per_map(owner, values, m_total, max_peaks)
-    if len(owner):
-        top_v, top_i = np.where(valid, values[chosen], -np.inf), np.where(valid, pixel[chosen], 0)
-    else:
-        top_v, top_i = np.full(chosen.shape, -np.inf, flat.dtype), chosen
-    out_patch = None
-    if patch is not None:
-        out_patch = np.zeros((*chosen.shape, patch.shape[-1]), flat.dtype)
-        if len(owner):
-            out_patch[valid] = patch[chosen[valid]]
+    values, pixels, valid, out_patch, redo = top_peaks(maps, nms_kernel // 2, threshold, max_peaks, patches)
     flat_map = np.zeros(m_total, np.bool_)
     empty = np.flatnonzero(~valid[:, 0])
     if len(empty):  # no peak above the threshold: slot 0 is the map's maximum
         best = np.argmax(flat[empty], axis=1)
-        top_i[empty, 0] = best
-        top_v[empty, 0] = flat[empty, best]
-        flat_map[empty] = flat[empty].min(1) == top_v[empty, 0]
+        pixels[empty, 0] = best
+        values[empty, 0] = flat[empty, best]
+        flat_map[empty] = flat[empty].min(1) == values[empty, 0]
         if out_patch is not None:
             centres = unravel(torch.from_numpy(best), spatial).reshape(-1, 1, 1, len(spatial))
             sub = torch.from_numpy(flat[empty])[:, None]
             out_patch[empty, 0] = patch_values(
                 sub, spatial, centres, PATCH_RADIUS, shift_inside=True
             ).reshape(len(empty), -1)
-    if out_patch is not None:
-        out_patch = torch.from_numpy(out_patch).reshape(b, k, max_peaks, -1)
     shape = (b, k)
     return (
-        torch.from_numpy(top_v).reshape(*shape, max_peaks),
-        torch.from_numpy(top_i).reshape(*shape, max_peaks),
+        torch.from_numpy(values).reshape(*shape, max_peaks),
+        torch.from_numpy(pixels).reshape(*shape, max_peaks),
         torch.from_numpy(flat_map).reshape(shape),
         torch.from_numpy(redo).reshape(shape),
-        out_patch,
+        None if out_patch is None else torch.from_numpy(out_patch).reshape(b, k, max_peaks, -1),
     )

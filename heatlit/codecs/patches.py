@@ -113,14 +113,16 @@ def window_values(
 
 def inside_frame(centres: Tensor, spatial: tuple[int, ...], radius: int) -> Tensor:
     """``[..., L^n]`` bool: which entries of the patches around ``centres [..., n]`` lie inside the frame."""
+    lib, at = (np, centres.numpy()) if centres.device.type == "cpu" else (torch, centres)
     span = patch_offsets(1, radius)[:, 0].to(centres.device)
+    span = span.numpy() if lib is np else span
     inside = None
     for axis in range(len(spatial)):  # the frame is a box: the mask is the outer product of the axes'
-        pos = centres[..., axis, None] + span
+        pos = at[..., axis, None] + span
         ok = (pos >= 0) & (pos < spatial[-1 - axis])
         inside = ok if inside is None else ok[..., :, None] & inside[..., None, :]
-        inside = inside.flatten(-2) if axis else inside
-    return inside
+        inside = inside.reshape(*inside.shape[:-2], -1) if axis else inside
+    return torch.from_numpy(inside) if lib is np else inside
 
 
 def gather_patches(
