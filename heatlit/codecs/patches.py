@@ -121,7 +121,7 @@ def inside_frame(centres: Tensor, spatial: tuple[int, ...], radius: int) -> Tens
         pos = at[..., axis, None] + span
         ok = (pos >= 0) & (pos < spatial[-1 - axis])
         inside = ok if inside is None else ok[..., :, None] & inside[..., None, :]
-        inside = inside.reshape(*inside.shape[:-2], -1) if axis else inside
+        inside = inside.reshape(*inside.shape[:-2], inside.shape[-2] * inside.shape[-1]) if axis else inside
     return torch.from_numpy(inside) if lib is np else inside
 
 
