@@ -115,9 +115,8 @@ class _Workspace:
     def __init__(self, spatial: tuple[int, ...], r: int, chunk: int) -> None:
         padded, strides, block = _layout(spatial, r)
         self.layout = (spatial, r, chunk)
-        self.pad = (
-            2 * r * sum(strides)
-        )  # beyond the farthest cell a window reads: stale buffer ends never count
+        # beyond the farthest cell a window reads: stale buffer ends never count
+        self.pad = 2 * r * sum(strides)
         self.body = chunk * block
         length = 2 * self.pad + self.body
         length += -length % 8
@@ -172,11 +171,11 @@ def _workspace(spatial: tuple[int, ...], r: int, chunk: int) -> _Workspace:
 
 def top_peaks(
     maps: Tensor, r: int, threshold: float, max_peaks: int, patches: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None:
     """The ``max_peaks`` strongest strict window maxima above ``threshold`` of every map.
 
     Args:
-        maps: ``[M, *S]`` finite float CPU maps.
+        maps: ``[M, *S]`` float CPU maps.
         r: window radius (the window is ``2r + 1`` wide per axis, clipped at the frame).
         patches: also read each peak's refinement patch (the ``3^n`` pixels around it, moved inside the
             frame), while its chunk of maps is still in the caches.
@@ -184,8 +183,9 @@ def top_peaks(
     Returns:
         ``values [M, P]`` and flat ``pixel [M, P]``, strongest first (ties: first in flat order);
         ``valid [M, P]`` False in the slots after a map's last peak (value -inf, pixel 0);
-        ``patches [M, P, 3^n]`` (zeros where not valid) or None; ``plateau [M]``: maps with two equal
-        window maxima within a window, whose peaks are to be computed by the definition instead.
+        ``patches [M, P, 3^n]`` (arbitrary finite pixels where not valid) or None; ``plateau [M]``:
+        maps with two equal window maxima within a window, whose peaks are to be computed by the
+        definition instead. None if a map holds a non-finite value (the caller then sanitises).
     """
     m_total, spatial = maps.shape[0], tuple(maps.shape[1:])
     padded, strides, block = _layout(spatial, r)
@@ -205,7 +205,11 @@ def top_peaks(
     inverse = 1.0 / block
     for start in range(0, m_total, chunk):
         m = min(chunk, m_total - start)
-        frame16[:m].copy_(maps[start : start + m])
+        part = maps[start : start + m]
+        frame16[:m].copy_(part)
+        # a finite sum proves every value finite, read while the chunk is in the caches
+        if not bool(torch.isfinite(part.sum())):
+            return None
         if m < chunk:
             frame[m:] = LOWEST
         for a, b, out in ws.passes:
@@ -236,8 +240,9 @@ def top_peaks(
         pixels[rows] = np.where(ok, index[chosen] - np.arange(m)[:, None] * n_pix, 0)
         valid[rows] = ok
         if patches:
+            # (slots without a peak read candidate 0's patch: finite values the caller discards)
             at = (owner[chosen] * n_pix + ws.patch_at[rest[chosen]])[..., None] + ws.patch_offsets
-            out_patches[rows] = np.where(ok[..., None], local.take(at), 0)
+            local.take(at, out=out_patches[rows])
     return values, pixels, valid, out_patches, plateau
 
 
@@ -279,27 +284,30 @@ def _top_per_map(owner: np.ndarray, values: np.ndarray, maps: int, p: int) -> tu
 
 def host_candidates(
     h: Tensor, max_peaks: int, threshold: float, nms_kernel: int, patches: bool = False
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None] | None:
     """Top ``P`` peaks per map on a CPU.
 
     Args:
-        h: ``[B, K, *S]`` finite float32/float64 CPU maps.
+        h: ``[B, K, *S]`` float32/float64 CPU maps.
         patches: also return the refinement patches of the peaks (see :func:`top_peaks`).
 
     Returns:
-        ``values [B, K, P]`` and flat ``index [B, K, P]``, strongest first, as
-        :func:`~heatlit.codecs.multipeak.exact_candidates` gives them for the peaks above ``threshold``
-        (slots after them: -inf and index 0); for a map without such a peak, slot 0 holds its maximum
-        (first in flat order). ``flat [B, K]`` bool: maps whose minimum equals their maximum.
-        ``redo [B, K]`` bool: maps with a plateau, to be computed by the definition. ``patches
-        [B, K, P, 3^n]`` (zeros in empty slots) or None.
+        ``values [B, K, P]``, flat ``index [B, K, P]`` and ``ints [B, K, P, n]`` (x, y[, z]), strongest
+        first, as :func:`~heatlit.codecs.multipeak.exact_candidates` gives them for the peaks above
+        ``threshold`` (slots after them: -inf and index 0); for a map without such a peak, slot 0 holds
+        its maximum (first in flat order). ``flat [B, K]`` bool: maps whose minimum equals their
+        maximum. ``redo [B, K]`` bool: maps with a plateau, to be computed by the definition.
+        ``patches [B, K, P, 3^n]`` or None. None altogether if a map holds a non-finite value.
     """
     b, k = h.shape[:2]
     spatial = tuple(h.shape[2:])
     m_total, n_pix = b * k, math.prod(spatial)
     maps = h.reshape(m_total, *spatial).contiguous()
     flat = maps.reshape(m_total, n_pix).numpy()
-    values, pixels, valid, out_patch, redo = top_peaks(maps, nms_kernel // 2, threshold, max_peaks, patches)
+    found = top_peaks(maps, nms_kernel // 2, threshold, max_peaks, patches)
+    if found is None:
+        return None
+    values, pixels, valid, out_patch, redo = found
     flat_map = np.zeros(m_total, np.bool_)
     empty = np.flatnonzero(~valid[:, 0])
     if len(empty):  # no peak above the threshold: slot 0 is the map's maximum
@@ -313,11 +321,16 @@ def host_candidates(
             out_patch[empty, 0] = patch_values(
                 sub, spatial, centres, PATCH_RADIUS, shift_inside=True
             ).reshape(len(empty), -1)
-    shape = (b, k)
+    ints = np.empty((*pixels.shape, len(spatial)), np.int64)
+    rest = pixels
+    for axis, size in enumerate(reversed(spatial)):  # (x, y[, z]): the fastest axis first
+        rest, ints[..., axis] = np.divmod(rest, size)
+    shape = (b, k, max_peaks)
     return (
-        torch.from_numpy(values).reshape(*shape, max_peaks),
-        torch.from_numpy(pixels).reshape(*shape, max_peaks),
-        torch.from_numpy(flat_map).reshape(shape),
-        torch.from_numpy(redo).reshape(shape),
-        None if out_patch is None else torch.from_numpy(out_patch).reshape(b, k, max_peaks, -1),
+        torch.from_numpy(values).reshape(shape),
+        torch.from_numpy(pixels).reshape(shape),
+        torch.from_numpy(ints).reshape(*shape, len(spatial)),
+        torch.from_numpy(flat_map).reshape(b, k),
+        torch.from_numpy(redo).reshape(b, k),
+        None if out_patch is None else torch.from_numpy(out_patch).reshape(*shape, -1),
     )
