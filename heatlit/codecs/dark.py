@@ -110,37 +110,36 @@ def _modulated_rows(patches: Tensor, n: int, kernel: int, sigma: float | None) -
 
 def _log_floor(x: Tensor, floor: float = 1e-10) -> Tensor:
     """``log(max(x, floor))`` (DARK's floor by default); numpy's vectorised log on CPU (~3x torch's)."""
-    x = x.clamp(min=floor)
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
-        return torch.from_numpy(np.log(x.numpy()))
-    return torch.log(x)
+        # both passes in numpy: single-threaded, so no torch thread team to wait for on a busy CPU
+        a = x.numpy()
+        return torch.from_numpy(np.log(np.maximum(a, np.array(floor, a.dtype))))
+    return torch.log(x.clamp(min=floor))
 
 
-@functools.lru_cache(maxsize=16)
-def _difference_stencils(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``[3^n, n + n*n]``: columns map a ``3^n`` patch (x fastest) to the central-difference gradient and the
-    full Hessian (mixed terms included) at its centre, so both come out of one matrix product."""
+def central_differences(rows: Tensor, n: int) -> Tensor:
+    """Gradient and full Hessian (mixed terms included) by central differences at the centre of ``3^n``
+    patches: rows ``[3^n, M]`` (one per pixel, x fastest) -> ``[n + n*n, M]`` (the gradient, then the
+    Hessian row-major).
 
-    def idx(d) -> int:  # d = (dx, dy[, dz]) in {-1, 0, 1}
-        return sum((di + 1) * 3**i for i, di in enumerate(d))
-
-    unit = [tuple(int(i == a) for i in range(n)) for a in range(n)]
-    neg = [tuple(-v for v in u) for u in unit]
-    stencil = torch.zeros(3**n, n + n * n, dtype=torch.float64)
-    for a in range(n):
-        stencil[idx(unit[a]), a], stencil[idx(neg[a]), a] = 0.5, -0.5
-        col = n + a * n + a
-        stencil[idx(unit[a]), col] += 1
-        stencil[idx([0] * n), col] -= 2
-        stencil[idx(neg[a]), col] += 1
-        for b in range(n):
-            if b != a:
-                pp = [ua + ub for ua, ub in zip(unit[a], unit[b])]
-                pm = [ua - ub for ua, ub in zip(unit[a], unit[b])]
-                col = n + a * n + b
-                for d, w in ((pp, 0.25), (pm, -0.25), ([-v for v in pm], -0.25), ([-v for v in pp], 0.25)):
-                    stencil[idx(d), col] += w
-    return stencil.to(dtype=dtype, device=device)
+    Elementwise over contiguous rows rather than one product with a stencil matrix: a matrix product this
+    thin gains nothing from BLAS, whose threads stall on a busy CPU (tens of ms at 2 threads under load).
+    On CPU the rows are combined in numpy (a fraction of torch's per-op overhead for these short rows).
+    """
+    host = base.host_checks(rows) and rows.dtype in (torch.float32, torch.float64) and not rows.requires_grad
+    x = rows.numpy() if host else rows
+    c = (3**n - 1) // 2  # the centre pixel; axis a's neighbours are 3^a rows away
+    step = [3**a for a in range(n)]
+    grad = [(x[c + s] - x[c - s]) * 0.5 for s in step]
+    hess = [[None] * n for _ in range(n)]
+    for a, sa in enumerate(step):
+        hess[a][a] = (x[c + sa] + x[c - sa]) - 2 * x[c]
+        for b in range(a):
+            sb = step[b]
+            mixed = ((x[c + sa + sb] - x[c + sa - sb]) - (x[c - sa + sb] - x[c - sa - sb])) * 0.25
+            hess[a][b] = hess[b][a] = mixed
+    out = grad + [hess[a][b] for a in range(n) for b in range(n)]
+    return torch.from_numpy(np.stack(out)) if host else torch.stack(out)
 
 
 def newton_step(d: Tensor, n: int) -> Tensor:
@@ -311,7 +310,7 @@ def _refine(
     # one row per derivative and one column per peak: each product and elementwise op then runs over
     # contiguous rows, the layout CPU kernels are fastest on
     modulated = _modulated_rows(patches.reshape(-1, patches.shape[-1]), n, kernel, blur_sigma)
-    d = _difference_stencils(n, flat.dtype, flat.device).mT @ _log_floor(modulated)
+    d = central_differences(_log_floor(modulated), n)
     d = _border_rule(d, flat, spatial, peaks, reach, fit_radius(kernel, blur_sigma), read)
     step = newton_step(d, n).clamp(-1, 1)
     return (peaks.reshape(-1, n).to(flat.dtype) + step).reshape(peaks.shape), read
