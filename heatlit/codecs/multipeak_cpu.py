@@ -42,6 +42,9 @@ Tensor = torch.Tensor
 LOWEST = -32768  # int16 key of the padding: below every key a candidate can have (those are >= +0.0)
 CHUNK_CELLS = 1 << 19  # buffer cells per chunk: a few int16 buffers of this size stay in a core's L2
 _NO_KEY = np.iinfo(np.int64).max
+TORCH_GRAIN = (
+    32768  # elements below which torch's CPU ops run on the calling thread (at::internal::GRAIN_SIZE)
+)
 PATCH_RADIUS = 1  # the refinement's patch: DARK's central differences without modulation (kernel 1)
 
 
@@ -169,6 +172,22 @@ def _workspace(spatial: tuple[int, ...], r: int, chunk: int) -> _Workspace:
     return ws
 
 
+def _keys_of_finite_maps(part: Tensor, keys: Tensor, slices: int) -> bool:
+    """Write the float16 keys of ``part [m, *S]`` into ``keys [m, *S]``; whether every value is finite
+    (a finite sum proves it, read while the maps are in the caches).
+
+    ``slices`` maps at a time: the two torch ops are the search's only ones, and on a busy CPU a call large
+    enough to use torch's thread team waits milliseconds for a descheduled member (the median of a 2-thread
+    run under load grew 20-fold); below the parallel grain they run on the calling thread alone.
+    """
+    finite = True
+    for i in range(0, len(part), slices):
+        piece = part[i : i + slices]
+        keys[i : i + slices].copy_(piece)
+        finite &= bool(torch.isfinite(piece.sum()))
+    return finite
+
+
 def top_peaks(
     maps: Tensor, r: int, threshold: float, max_peaks: int, patches: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None:
@@ -203,12 +222,11 @@ def top_peaks(
     out_patches = np.zeros((m_total, max_peaks, len(ws.patch_offsets)), flat.dtype) if patches else None
     plateau = np.zeros(m_total, np.bool_)
     inverse = 1.0 / block
+    # with a thread team, torch's ops below its parallel grain stay on this thread (see _keys_of_finite_maps)
+    slices = chunk if torch.get_num_threads() == 1 else max(1, TORCH_GRAIN // n_pix)
     for start in range(0, m_total, chunk):
         m = min(chunk, m_total - start)
-        part = maps[start : start + m]
-        frame16[:m].copy_(part)
-        # a finite sum proves every value finite, read while the chunk is in the caches
-        if not bool(torch.isfinite(part.sum())):
+        if not _keys_of_finite_maps(maps[start : start + m], frame16[:m], slices):
             return None
         if m < chunk:
             frame[m:] = LOWEST
