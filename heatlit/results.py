@@ -12,11 +12,17 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     grid           the heatmap grid: input_size [H, W], heatmap_size [h, w] or [D, h, w], stride,
                    depth_bins, depth_range_mm (3D only), mapping
     dataset        the dataset description: name, keypoints, flip_pairs, skeleton, in_channels, has_3d,
-                   pck, norm, head_segment, root, oks_sigmas, monitor
+                   pck, norm, head_segment, root, oks_sigmas, monitor, multi_person (absent in files
+                   written before it: read as false)
+    decode_time    stage -> decoder -> {ms_per_batch (median over the stage's batches, the decoder call
+                   alone), batches, batch_size (the largest batch)}; optional (absent in older files)
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 
-Units: ratios (PCK, PCKh, AUC, AP, AR) in percent; RMSE and mean error in input pixels; MPJPE in mm.
+``ap_bound`` (test only) is the keypoint-expansion upper bound of ``ap`` (``heatlit.metrics.oks``).
+
+Units: ratios (PCK, PCKh, AUC, AP, AR, and the multi-person ``peak_*`` precision / recall / F1 / AP) in
+percent; RMSE and mean error in input pixels; MPJPE in mm.
 """
 
 from __future__ import annotations
@@ -41,10 +47,14 @@ METRIC_ORDER = (
     "mean_error",
     "mpjpe",
     "ap",
+    "ap_bound",
     "ap50",
     "ap75",
     "ar",
 )
+
+#: Metrics where a smaller number is better (errors); every other metric is a ratio, higher is better.
+LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
 
 
 class ResultsError(ValueError):
@@ -76,6 +86,7 @@ def write_results(
     *,
     grid: Mapping | None = None,
     dataset: Mapping | None = None,
+    decode_time: Mapping | None = None,
 ) -> Path:
     """Write ``results.json`` (the fields in the module docstring) atomically.
 
@@ -86,6 +97,7 @@ def write_results(
         extra: facts of the run (checkpoint, epochs, wall time, ...).
         grid: the heatmap grid's :meth:`~heatlit.codecs.grid.HeatmapGrid.describe`.
         dataset: the :meth:`~heatlit.data.base.DatasetDescription.to_dict` of the data.
+        decode_time: stage -> decoder -> timing (see the module docstring).
 
     Non-finite values are written as null so the file stays strict JSON.
     """
@@ -94,6 +106,8 @@ def write_results(
         payload["grid"] = _clean(grid)
     if dataset is not None:
         payload["dataset"] = _clean(dataset)
+    if decode_time:
+        payload["decode_time"] = _clean(decode_time)
     payload.update(_clean(extra) if extra else {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +128,12 @@ class RunResults:
     grid: Mapping[str, Any] | None = None
     dataset: Mapping[str, Any] | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
+    decode_time: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
+
+    def ms_per_batch(self, decoder: str, split: str = "test") -> float | None:
+        """The decoder's median time per batch at ``split`` in ms, or None when the file has none."""
+        value = ((self.decode_time or {}).get(split) or {}).get(decoder, {}).get("ms_per_batch")
+        return float(value) if isinstance(value, int | float) else None
 
     def stage(self, split: str) -> Mapping[str, Mapping[str, Any]]:
         """decoder -> metric -> value of one stage; ResultsError naming what the file has otherwise."""
@@ -161,7 +181,7 @@ def read_results(path: str | Path) -> RunResults:
         value = payload.get(key)
         return value if isinstance(value, dict) else None
 
-    known = {"version", "choices", "results", "grid", "dataset"}
+    known = {"version", "choices", "results", "grid", "dataset", "decode_time"}
     return RunResults(
         path=path,
         version=version,
@@ -169,6 +189,7 @@ def read_results(path: str | Path) -> RunResults:
         results=payload["results"],
         grid=mapping("grid"),
         dataset=mapping("dataset"),
+        decode_time=mapping("decode_time"),
         facts={k: v for k, v in payload.items() if k not in known},
     )
 

@@ -1,7 +1,8 @@
 """``python -m heatlit.sweep <name> [overrides]``: run a sweep from ``sweeps/sweep/<name>.yaml``, then its report.
 
-The sweep directory is fixed up front (``multirun/<name>/<timestamp>``) so the report knows where to look;
-extra arguments go to ``heatlit.train`` (e.g. ``hydra/launcher=joblib hydra.launcher.n_jobs=2``).
+The sweep directory is fixed up front (``multirun/<name>/<timestamp>``, or the user's own
+``hydra.sweep.dir=...``) so the report knows where to look; extra arguments go to ``heatlit.train``
+(e.g. ``hydra/launcher=joblib hydra.launcher.n_jobs=2``).
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     name, overrides = argv[0], argv[1:]
-    sweep_dir = Path("multirun") / name / time.strftime("%Y-%m-%d_%H-%M-%S")
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
+    if given:
+        sweep_dir, overrides = Path(given[-1]), [o for o in overrides if not o.startswith("hydra.sweep.dir=")]
+    else:
+        sweep_dir = Path("multirun") / name / time.strftime("%Y-%m-%d_%H-%M-%S")
     started = time.time()
-    cmd = [
-        sys.executable,
-        "-m",
-        "heatlit.train",
-        f"+sweep={name}",
-        f"hydra.sweep.dir={sweep_dir}",
-        *overrides,
-    ]
+    cmd = [sys.executable, "-m", "heatlit.train", f"+sweep={name}", f"hydra.sweep.dir={sweep_dir}", *overrides]
     print("+", " ".join(cmd), flush=True)
     status = subprocess.call(cmd)
     print(

@@ -70,6 +70,7 @@ def write_human4d_fixture(
     noise: bool = False,
     seed: int = 1314,
     flat: bool = False,
+    lists: bool = True,
 ) -> list[dict]:
     """Write a tiny dataset in the HUMAN4D layout from synthetic renders (for tests).
 
@@ -87,6 +88,7 @@ def write_human4d_fixture(
         noise: sensor noise on the depth maps.
         seed: world seed.
         flat: write the abbreviated ``S<n>/Dump/...`` form (one recording per subject, named ``S<n>``).
+        lists: write training / validation / testing.txt (False: leave them to ``heatlit.prepare``).
 
     Returns:
         Ground truth per written sample: dicts with ``subject`` (``"S1"``), ``recording``, ``frame``,
@@ -115,7 +117,7 @@ def write_human4d_fixture(
         for k, name in enumerate(DEVICES)
     ]
     (root / "device_repository.json").write_text(json.dumps(repo, indent=1))
-    lists = {"train": [], "val": [], "test": []}
+    split_lines = {"train": [], "val": [], "test": []}
     truth = []
     held_out = max(subjects)
     for s in subjects:
@@ -161,8 +163,53 @@ def write_human4d_fixture(
                     )
                 if pose >= 0:
                     np.save(dump / "gposes3d" / f"{pose}.npy", expand_to_33(perf.joints[pose])[None])
-                    lists[split].append(f"{f} S{s} {recording}")
+                    split_lines[split].append(f"{f} S{s} {recording}")
         (sdir / "offsets.txt").write_text("\n".join(offsets) + "\n")
-    for split, lines in lists.items():
-        (root / SPLIT_FILES[split]).write_text("".join(line + "\n" for line in lines))
+    for split, lines in split_lines.items():
+        if lists:
+            (root / SPLIT_FILES[split]).write_text("".join(line + "\n" for line in lines))
     return truth
+
+
+def write_human4d_layout(
+    root: str | Path,
+    frames: dict[tuple[str, str], int],
+    *,
+    skip: int = 3,
+    devices=DEVICES,
+    missing=(),
+) -> None:
+    """The HUMAN4D folder layout with empty depth and pose files: enough to build split lists, not to load.
+
+    Args:
+        root: output folder (created).
+        frames: ``(subject, recording) -> n``: each recording gets ``skip + n`` depth frames per device, the first
+            ``skip`` before the poses, and pose files ``0 .. n-1`` (frame = pose index + skip).
+        skip: every recording's offsets.txt value.
+        devices: device names (intrinsics and extrinsics are written for each).
+        missing: ``(subject, recording, frame, device)`` depth maps left out.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    K = [[1000.0, 0.0, 640.0], [0.0, 1000.0, 360.0], [0.0, 0.0, 1.0]]
+    repo = [{"Device": d, "Depth Intrinsics": [{"1280x720": np.ravel(K).tolist()}]} for d in devices]
+    (root / "device_repository.json").write_text(json.dumps(repo))
+    gone = set(missing)
+    offsets: dict[str, list[str]] = {}
+    for (subject, recording), n in frames.items():
+        sdir = root / subject
+        (sdir / "pose").mkdir(parents=True, exist_ok=True)
+        for d in devices:
+            np.savetxt(sdir / "pose" / f"{d}.extrinsics", np.vstack([np.eye(3), [0.0, 0.0, 3000.0]]))
+        dump = sdir / recording / "Dump"
+        (dump / "depth").mkdir(parents=True)
+        (dump / "gposes3d").mkdir(parents=True)
+        for f in range(skip + n):
+            for d in devices:
+                if (subject, recording, f, d) not in gone:
+                    (dump / "depth" / f"{f}_{d}_depth_{f}.pgm").touch()
+        for p in range(n):
+            (dump / "gposes3d" / f"{p}.npy").touch()
+        offsets.setdefault(subject, []).append(f"{recording}\t{skip}\n")
+    for subject, lines in offsets.items():
+        (root / subject / "offsets.txt").write_text("".join(lines))

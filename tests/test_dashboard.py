@@ -18,8 +18,8 @@ import yaml
 
 from heatlit.dashboard.cli import main, write_dashboard
 from heatlit.dashboard.collect import collect, read_curves
-from heatlit.dashboard.failures import CRASHED, UNDECIDED, diagnose, last_error_line
 from heatlit.dashboard.interval import mean_interval, t_quantile_975
+from heatlit.report.failures import CRASHED, UNDECIDED, diagnose, last_error_line
 
 DECODERS = ("argmax", "dark")
 SEEDS = (1314, 1315, 1316)

@@ -137,6 +137,16 @@ def test_targets_peak_at_keypoints_hm():
     assert (b["keypoints_hm"] - b["keypoints_hm"].round()).abs().max() > 0.1
 
 
+def test_grid_mapping_reaches_the_targets():
+    dm = make_dm(augment={"occluder_prob": 0.0}, batch_size=16, grid_mapping="udp")
+    assert dm.grid.describe()["mapping"] == "udp"
+    b = first_batch(dm)
+    torch.testing.assert_close(b["keypoints_hm"], b["keypoints"] * torch.tensor([19 / 79, 11 / 47]))
+    hm, on = b["heatmaps"], b["target_weight"] > 0
+    peak = unravel(hm.flatten(2).argmax(-1), hm.shape[2:]).float()
+    assert on.sum() > 40 and ((peak - b["keypoints_hm"]).abs().amax(-1)[on] <= 0.5 + 1e-5).all()
+
+
 def test_flip_swaps_pairs_and_mirrors_image():
     src = FakeDepthSource()
     plain = SampleDataset(src, (48, 80), augment=AugmentConfig(**NO_AUG))

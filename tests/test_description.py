@@ -41,7 +41,7 @@ def test_each_source_describes_itself():
     for source in depth.values():
         d = source.description
         assert d.keypoints == sk.JOINT_NAMES and d.has_3d and d.in_channels == 1
-        assert (d.pck, d.monitor, d.oks_sigmas) == ("pckh", "pckh@0.1", None)
+        assert (d.pck, d.monitor, d.oks_sigmas) == ("pckh", "pckh@0.1", sk.OKS_SIGMAS)
         assert d.keypoints[d.head_segment[0]] == "Neck" and d.keypoints[d.head_segment[1]] == "HeadEnd"
         assert len(d.skeleton) == 17  # a tree over 18 joints
     assert (COCO.pck, COCO.monitor, COCO.has_3d, COCO.in_channels) == ("pck", "ap", False, 3)

@@ -70,8 +70,39 @@ def test_a_mapping_plugs_in_and_is_recorded():
     xy = torch.tensor([[16.0, 8.0]])
     torch.testing.assert_close(grid.to_input(grid.to_heatmap(xy)), xy)
     assert grid.describe()["mapping"] == "corners"
-    with pytest.raises(ValueError, match="unknown grid mapping 'udp'.*aligned"):
-        HeatmapGrid((8, 16), 4, mapping="udp")
+    with pytest.raises(ValueError, match="unknown grid mapping 'corners'.*aligned.*udp"):
+        HeatmapGrid((8, 16), 4, mapping="corners")
+    # UDP's mapping, by name, is that stand-in
+    udp = HeatmapGrid((9, 17), 1, mapping="udp")
+    torch.testing.assert_close(udp.to_heatmap(xy), grid.to_heatmap(xy))
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_udp_mapping_against_the_aligned_one_closed_form(stride):
+    # UDP aligns the first and last pixel centres; `aligned` the pixel extents. They agree at the frame centre
+    # and differ by (s - 1) / (2 s) * (1 - 2 x / (W - 1)) heatmap px: +-0.375 at stride 4, +-0.4375 at stride 8.
+    size = (16 * stride, 32 * stride)
+    udp, aligned = HeatmapGrid(size, stride, mapping="udp"), HeatmapGrid(size, stride)
+    w, h = size[1], size[0]
+    xy = torch.tensor(
+        [[0.0, 0.0], [w - 1.0, h - 1.0], [(w - 1) / 2, (h - 1) / 2], [13.0, 7.0]], dtype=torch.float64
+    )
+    assert udp.to_heatmap(xy)[:3].tolist() == [[0.0, 0.0], [31.0, 15.0], [15.5, 7.5]]
+    gap = (stride - 1) / (2 * stride)
+    expected = gap * (1 - 2 * xy / torch.tensor([w - 1.0, h - 1.0], dtype=torch.float64))
+    torch.testing.assert_close(udp.to_heatmap(xy) - aligned.to_heatmap(xy), expected)
+    assert (udp.to_heatmap(xy) - aligned.to_heatmap(xy))[0, 0].item() == pytest.approx(gap)
+    torch.testing.assert_close(udp.to_input(udp.to_heatmap(xy)), xy)
+    # flip-consistent in both spaces: x -> W - 1 - x maps onto x_hm -> w - 1 - x_hm
+    mirrored = xy.clone()
+    mirrored[:, 0] = w - 1 - xy[:, 0]
+    torch.testing.assert_close(udp.to_heatmap(mirrored)[:, 0], 31 - udp.to_heatmap(xy)[:, 0])
+    # depth bins are the grid's own, whichever mapping
+    volume = HeatmapGrid(size, stride, depth_bins=4, mapping="udp")
+    kp = xy[None, :2].float()
+    coords, _ = volume.keypoints_to_heatmap(kp, torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, 2, 3))
+    torch.testing.assert_close(coords[0, :, 2], torch.full((2,), 1.5))
+    torch.testing.assert_close(coords[..., :2], udp.to_heatmap(kp))
 
 
 def test_describe_is_plain_json_and_bad_settings_are_refused():

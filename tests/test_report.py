@@ -234,11 +234,50 @@ def test_failed_jobs_are_listed_and_the_rest_reported(tmp_path, capsys):
     report = (root / "report" / "report.md").read_text()
     assert "- jobs: 4 finished, 2 failed" in report
     assert (
-        "| `4_hrnet_tiny_quant_both` | `model=hrnet_tiny encoding=quant loss=both` | failed: no results.json |"
-        in report
+        "| `4_hrnet_tiny_quant_both` | `model=hrnet_tiny encoding=quant loss=both` | failed: no results.json | "
+        "no log line |" in report
     )
     assert "| `5_hrnet_tiny_unquant_both` |" in report and "unreadable results.json: " in report
     assert len(read_csv(root / "report" / "table.csv")) == 20
+
+
+def test_failed_jobs_are_named_with_their_last_error_line(tmp_path, capsys):
+    """A crashed job's train.log holds its traceback (heatlit's entry points record it): the report names the job
+    and that line, on the console and in report.md; a job whose logs name no error shows its last log line."""
+    root = table2_sweep(tmp_path / "mr")
+    crashed = write_job(root, "4_hrnet_tiny_quant_both", ["model=hrnet_tiny", "encoding=quant", "loss=both"])
+    (crashed / "train.log").write_text(
+        "[2026-01-01 10:00:00,000][heatlit.training.run][INFO] - heatlit.train model=hrnet_tiny\n"
+        "[2026-01-01 10:05:00,000][heatlit.job][ERROR] - job failed\n"
+        "Traceback (most recent call last):\n"
+        '  File "heatlit/training/run.py", line 280, in train\n'
+        "    trainer.fit(module)\n"
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    )
+    quiet = write_job(
+        root, "5_hrnet_tiny_unquant_both", ["model=hrnet_tiny", "encoding=unquant", "loss=both"]
+    )
+    (quiet / "train.log").write_text("[2026-01-01 10:00:00,000][heatlit.training.run][INFO] - epoch 3\n")
+    _, failed = collect(root)
+    assert [(f.line, f.line_kind) for f in failed] == [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "last error line"),
+        ("[2026-01-01 10:00:00,000][heatlit.training.run][INFO] - epoch 3", "last log line"),
+    ]
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "failed job 4_hrnet_tiny_quant_both [model=hrnet_tiny encoding=quant loss=both]: failed: no results.json; "
+        "last error line (train.log): torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    ) in out
+    report = (root / "report" / "report.md").read_text()
+    assert (
+        "| failed: no results.json | torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (train.log) |"
+        in report
+    )
+    assert (
+        "| (last log line) [2026-01-01 10:00:00,000][heatlit.training.run][INFO] - epoch 3 (train.log) |"
+        in report
+    )
 
 
 def test_a_finished_job_without_the_split_is_failed(tmp_path):

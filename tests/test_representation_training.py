@@ -3,6 +3,7 @@ and every new config node (composed inside the run config, as a run sees it)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -10,12 +11,21 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from heatlit.codecs import SimCCCodec, gaussian_heatmaps, simcc_decode, simcc_labels, udp_offset_maps
+from heatlit.codecs import (
+    HeatmapGrid,
+    SimCCCodec,
+    gaussian_heatmaps,
+    megvii_heatmaps,
+    simcc_decode,
+    simcc_labels,
+    udp_offset_maps,
+)
 from heatlit.models import SimpleBaseline
 from heatlit.models.simcc_head import SimCCHead, SimCCModel
 from heatlit.training.losses import (
     DSNTLoss,
     HeatmapLoss,
+    MSPNLoss,
     SimCCLoss,
     UDPOffsetLoss,
     dsnt_loss,
@@ -173,6 +183,36 @@ def test_heatmap_loss_names_a_target_that_does_not_fit():
 # ---------------------------------------------------------------- configs
 
 
+# ---------------------------------------------------------------- MSPN's per-stage targets
+
+
+def test_mspn_loss_gives_each_stage_its_own_kernel():
+    kp = torch.tensor([[[5.2, 6.7], [20.0, 3.4], [30.0, 12.0]]])
+    visible = torch.tensor([[1.0, 1.0, 0.0]])
+    size = (16, 40)
+    targets = {k: megvii_heatmaps(kp, visible, size, k)[0] for k in (15, 11, 9, 7)}
+    final, weight = megvii_heatmaps(kp, visible, size, 7)
+    batch = {"heatmaps": final, "target_weight": weight, "keypoints_hm": kp}
+    loss = MSPNLoss(stage_kernels=(15, 11, 9))
+    # four stages learning 15, 11, 9 and the encoding's 7: a perfect prediction costs nothing
+    total, parts = loss([targets[15], targets[11], targets[9], final], batch)
+    assert total == 0 and set(parts) == {"mse", "mse_k15", "mse_k11", "mse_k9"}
+    # a two-stage model: the stage before the last learns the last listed kernel (9), not the first
+    total, parts = loss([targets[9], final], batch)
+    assert total == 0 and set(parts) == {"mse", "mse_k9"}
+    _, parts = loss([targets[11], final], batch)
+    expected = 0.5 * ((targets[11] - targets[9]) * weight[..., None, None]).pow(2).mean()
+    torch.testing.assert_close(parts["mse_k9"], expected)
+    # stages beyond the list reuse its first kernel; joints without weight are not supervised
+    _, parts = loss([targets[11], targets[15], targets[11], targets[9], final], batch)
+    assert set(parts) == {"mse", "mse_k15", "mse_k11", "mse_k9"} and parts["mse_k11"] == 0
+    torch.testing.assert_close(
+        parts["mse_k15"], 0.5 * ((targets[11] - targets[15]) * weight[..., None, None]).pow(2).mean()
+    )
+    with pytest.raises(ValueError, match="odd"):
+        MSPNLoss(stage_kernels=(8,))
+
+
 def _run_config(*overrides):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=list(overrides))
@@ -211,12 +251,10 @@ def test_representation_loss_and_head_configs_instantiate():
     for name, cls in (("simcc", SimCCLoss), ("udp_offset", UDPOffsetLoss)):
         with initialize_config_dir(str(CONF_DIR / "loss"), version_base="1.3"):
             assert isinstance(instantiate(compose(name)), cls)
-    cfg = _run_config(
-        "encoding=simcc", "encoding.split_ratio=3", "+output=simcc", "model=simplebaseline_tiny"
-    )
-    model = instantiate(cfg.model, num_joints=2, in_channels=1)
-    wrapped = instantiate(cfg.output)(backbone=model)
+    cfg = _run_config("representation=simcc", "encoding.split_ratio=3", "model=simplebaseline_tiny")
     h, w = cfg.data.input_size
+    make_model = functools.partial(instantiate, cfg.model, in_channels=1)
+    wrapped = instantiate(cfg.output).build(make_model, 2, HeatmapGrid((h, w), 4))
     outputs = wrapped(torch.zeros(1, 1, h, w))[-1]
     assert [v.shape[-1] for v in outputs] == [w // 4 * 3, h // 4 * 3]
 
@@ -240,3 +278,44 @@ def test_heatmap_shaped_representations_train_through_configs_alone(tmp_path):
     assert {"megvii", "soft_argmax", "dark"} <= set(results["test"])
     for metrics in results["test"].values():
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100 and math.isfinite(metrics["rmse"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("representation", "mapping"), [("udp", "udp"), ("simcc", "aligned")])
+def test_structured_outputs_train_test_and_evaluate_end_to_end(representation, mapping, tmp_path):
+    # The two output kinds that are not heatmaps, through the whole loop: training step, flip-tested validation
+    # and test, checkpoint, results.json (with decode times), the figure, and heatlit.eval of the checkpoint.
+    from heatlit.results import read_results
+    from heatlit.training.run import evaluate
+    from tests.test_train import run_train
+
+    decoders = {"udp": {"udp_offset", "udp_offset_raw"}, "simcc": {"simcc", "simcc_refine"}}[representation]
+    one_epoch = ["trainer.max_epochs=1", "callbacks=default", "callbacks.progress=null", "callbacks.lr=null"]
+    results = run_train(
+        [f"representation={representation}", "trainer.accelerator=cpu", *one_epoch],
+        tmp_path / "run",
+        tmp_path / "data",
+    )
+    run = read_results(tmp_path / "run" / "results.json")
+    assert set(results["test"]) == decoders and run.grid["mapping"] == mapping
+    for name in decoders:
+        metrics = run.stage("test")[name]
+        assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100 and math.isfinite(metrics["rmse"])
+        assert run.ms_per_batch(name) > 0 and run.decode_time["test"][name]["batches"] == 1
+    assert (tmp_path / "run" / "qualitative.png").stat().st_size > 5_000
+    evaluated = run_train(
+        [
+            f"ckpt_path={run.facts['best_checkpoint']}",
+            f"decoders={representation}",
+            "logger=none",
+            "trainer.accelerator=cpu",
+            "qualitative=0",
+        ],
+        tmp_path / "eval",
+        tmp_path / "data",
+        config="eval",
+        fn=evaluate,
+    )
+    for name in decoders:
+        for metric, value in results["test"][name].items():
+            assert evaluated["test"][name][metric] == pytest.approx(value, abs=1e-4), (name, metric)

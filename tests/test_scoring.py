@@ -9,7 +9,7 @@ import torch
 
 from heatlit.codecs import ArgmaxDecoder, DarkDecoder, HeatmapGrid, gaussian_heatmaps, to_heatmap
 from heatlit.metrics import build_metrics
-from heatlit.training.module import flip_heatmaps
+from heatlit.training.outputs import flip_heatmaps
 from heatlit.training.scoring import DecoderScorer, lift_to_camera, to_image_space
 
 

@@ -63,7 +63,21 @@ def test_table2_sweep_through_cli_and_report(tmp_path, tmp_path_factory):
     assert (sweep_dir / "report" / "decoders.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("name", ["table2", "table2_cpu", "stride", "stride_cpu", "loss", "loss_cpu"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "table2",
+        "table2_synth",
+        "table2_cpu",
+        "stride",
+        "stride_cpu",
+        "loss",
+        "loss_cpu",
+        "representations",
+        "representations_cpu",
+        "simcc_cpu",
+    ],
+)
 def test_every_sweep_composes_with_its_grid(name):
     from hydra import compose, initialize_config_dir
 
@@ -76,7 +90,8 @@ def test_every_sweep_composes_with_its_grid(name):
 
 
 def test_sweep_entry_point_end_to_end(tmp_path):
-    """``python -m heatlit.sweep``: a one-job grid (both axes pinned) runs, then its report is written."""
+    """``python -m heatlit.sweep``: a one-job grid (both axes pinned) runs in the sweep folder the user named,
+    then its report is written there."""
     env = {**os.environ, "WANDB_MODE": "disabled"}
     cmd = [
         sys.executable,
@@ -88,10 +103,12 @@ def test_sweep_entry_point_end_to_end(tmp_path):
         "debug=fast",
         *TINY,
         f"data.source.data_dir={tmp_path / 'data'}",
+        "hydra.sweep.dir=sweeps_here/mine",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (sweep_dir,) = (tmp_path / "multirun" / "table2_cpu").iterdir()  # multirun/<name>/<timestamp>
+    assert not (tmp_path / "multirun").exists()  # not the default multirun/<name>/<timestamp>
+    sweep_dir = tmp_path / "sweeps_here" / "mine"
     assert [p.parent.name for p in sweep_dir.glob("*/results.json")] == ["0_hourglass_tiny_unquant_mse"]
     with open(sweep_dir / "report" / "table.csv") as f:
         rows = list(csv.DictReader(f))

@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from heatlit.codecs import HeatmapGrid
+from heatlit.metrics import KeypointExpansion, SampleOksAP
 from heatlit.results import SCHEMA_VERSION, read_results
 from heatlit.training.checks import ConfigError
 from heatlit.training.run import build_datamodule, build_decoders, build_module, monitor_key, train
@@ -153,8 +154,9 @@ def test_train_entry_point_end_to_end(trained):
     test = run.stage("test")
     assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
     for metrics in test.values():
-        assert set(metrics) == {"pckh@0.1", "pckh@0.5", "rmse", "auc"}
+        assert set(metrics) == {"pckh@0.1", "pckh@0.5", "rmse", "auc", "ap", "ap_bound", "ap50", "ap75", "ar"}
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100 and metrics["rmse"] > 0
+        assert 0 <= metrics["ap"] <= metrics["ap_bound"] <= 100
     assert run.monitored("test") == test["dark"]["pckh@0.1"]
     assert (trained / "qualitative.png").stat().st_size > 10_000
     assert Path(run.facts["best_checkpoint"]) == trained / "checkpoints" / "best.ckpt"
@@ -250,7 +252,11 @@ def test_scoring_follows_the_data_description(data_dir, shared_data):
     dm = build_datamodule(synth)
     module = build_module(synth, dm, build_decoders(synth))
     assert set(module.scorers["val"].metrics["dark"].keys()) == {"pckh@0.1", "pckh@0.5", "rmse", "auc"}
-    assert module.scorers["val"].metrics_coco is None and module.scorers["val"].metrics_3d is None
+    assert module.scorers["val"].metrics_3d is None
+    # no annotation file: OKS AP against each frame's own person, the upper bound at test time only
+    assert isinstance(module.scorers["val"].metrics_coco["dark"], SampleOksAP)
+    assert module.scorers["val"].metrics_coco["dark"].expansion is None
+    assert module.scorers["test"].metrics_coco["dark"].expansion == KeypointExpansion(ksize=11, unit=1.0)
     assert module.description.flip_index == dm.description.flip_index and module.grid is dm.grid
     assert monitor_key(synth, dm) == "val/dark/pckh@0.1"
 

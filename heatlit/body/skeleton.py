@@ -46,7 +46,21 @@ FLIP_PAIRS: tuple[tuple[int, int], ...] = (
 #: PCKh head segment (neck, head top), indices into the 18 joints.
 HEAD_SEGMENT: tuple[int, int] = (NECK, HEAD_END)
 
+#: OKS sigmas of the 18 joints (COCO's definition: the spread of human labels, as a fraction of the person's
+#: scale). No labelled study exists for this skeleton, so each joint takes the sigma of the annotated joint it
+#: corresponds to (docs/UPPER_BOUND.md): COCO's shoulder/elbow/wrist/hip/knee/ankle for Arm/ForeArm/Hand/
+#: UpLeg/Leg/Foot; CrowdPose's head top and neck (0.079); for ToeBase (the ball of the foot) the mean of
+#: COCO-WholeBody's big and small toe sigmas (0.068, 0.066, 0.092, 0.094 -> 0.080); Hips (the pelvis centre,
+#: the midpoint of the two hip joints) and Spine1 (an unmarked point inside the torso) COCO's hip sigma 0.107,
+#: the loosest body joint, since neither can be labelled more precisely than the hips.
+OKS_SIGMAS: tuple[float, ...] = (
+    0.107, 0.107, 0.079, 0.079,  # Hips, Spine1, Neck, HeadEnd
+    0.079, 0.072, 0.062, 0.079, 0.072, 0.062,  # right, left: Arm, ForeArm, Hand
+    0.107, 0.087, 0.089, 0.080, 0.107, 0.087, 0.089, 0.080,  # right, left: UpLeg, Leg, Foot, ToeBase
+)  # fmt: skip
+
 assert all(JOINT_NAMES[a] == "Left" + JOINT_NAMES[b][5:] for a, b in FLIP_PAIRS)
+assert len(OKS_SIGMAS) == NUM_JOINTS and all(OKS_SIGMAS[a] == OKS_SIGMAS[b] for a, b in FLIP_PAIRS)
 
 
 def select_18(joints33: np.ndarray) -> np.ndarray:

@@ -7,7 +7,13 @@ Conventions (stated once here; every module of heatlit follows them)
   ``[j - 0.5, j + 0.5) x [i - 0.5, i + 0.5)``. A map of width W spans ``[-0.5, W - 0.5]``.
 * Heatmaps are ``[B, K, H, W]`` (2D) or ``[B, K, D, H, W]`` (3D volumes); the coordinate vector runs
   over the spatial axes from last to first: x over W, y over H, z over D.
-* Input-image and heatmap coordinates differ by the stride only: see :func:`coords.to_heatmap`.
+* Input-image and heatmap coordinates differ by the stride only: see :func:`coords.to_heatmap` (pixel
+  *extents* aligned, ``x_hm = (x_in + 0.5) / s - 0.5``). That is the default mapping of the heatmap grid
+  (:class:`grid.HeatmapGrid`, ``data.grid_mapping=aligned``); ``data.grid_mapping=udp`` selects UDP's
+  instead (first and last pixel *centres* aligned, ``x_hm = x_in (W_hm - 1) / (W_in - 1)``), which
+  differs by ``(s - 1) / (2 s) * (1 - 2 x_in / (W_in - 1))`` heatmap px: 0 at the frame centre, +-0.375
+  heatmap px (+-1.5 input px) at stride 4 and +-0.4375 (+-3.5) at stride 8 at the outermost pixel
+  centres. Both keep pixel centres at integers and a flip is ``x -> W - 1 - x`` in either space.
 * Encoders: ``encoder(keypoints[B, K, n], visible[B, K], heatmap_size) -> (heatmaps, weights[B, K])``.
 * Decoders: ``decoder(heatmaps) -> (coords[B, K, n], scores[B, K])`` with n = 2 or 3. Scores are the
   heatmap maximum clamped at 0 (so an all-negative map scores 0 but keeps its argmax, as logits should);
@@ -15,8 +21,8 @@ Conventions (stated once here; every module of heatlit follows them)
   values count as the map's smallest finite value. Coordinates are always finite and inside the frame.
   Decoders that find several peaks per map add a peak axis: ``coords[B, K, P, n], scores[B, K, P]``,
   strongest first, padding with score 0 (see :mod:`multipeak`); :func:`strongest_peak` turns any
-  decoder's output into the single-peak form. Every decoder object has ``dims``, the spatial
-  dimensionalities it decodes.
+  decoder's output into the single-peak form, :func:`candidate_peaks` into the peak-axis form. Every
+  decoder object has ``dims``, the spatial dimensionalities it decodes.
 
 Decoders (function / object / ``conf/decoder`` name):
 
@@ -36,7 +42,8 @@ and free of host synchronisation except the multi-peak decoder's tie check (see 
 reading a value costs no sync, cheap checks skip work that is not needed (``base.host_checks``).
 """
 
-from heatlit.codecs.base import strongest_peak
+from heatlit.codecs.base import candidate_peaks, strongest_peak
+from heatlit.codecs.bottomup import bottom_up_heatmaps
 from heatlit.codecs.coords import to_heatmap, to_input
 from heatlit.codecs.dark import DarkDecoder, dark_decode, dark_refine, modulation_for_sigma
 from heatlit.codecs.decoders import (
@@ -69,6 +76,8 @@ __all__ = [
     "StandardDecoder",
     "StandardTop2Decoder",
     "argmax_decode",
+    "bottom_up_heatmaps",
+    "candidate_peaks",
     "com_decode",
     "dark_decode",
     "dark_refine",

@@ -22,15 +22,20 @@ def host_checks(t: Tensor) -> bool:
     return t.device.type == "cpu"
 
 
-def check_heatmaps(heatmaps: Tensor, name: str = "decoder") -> tuple[Tensor, tuple[int, ...]]:
-    """Validate shapes and dtype. ``[B, K, H, W]`` or ``[B, K, D, H, W]`` -> ``(floating maps, spatial)``."""
+def check_heatmaps(heatmaps: Tensor, name: str = "decoder", extra: int = 0) -> tuple[Tensor, tuple[int, ...]]:
+    """Validate shapes and dtype. ``[B, K, *E, H, W]`` or ``[B, K, *E, D, H, W]`` -> ``(floating maps, spatial)``.
+
+    ``extra``: channel axes ``E`` between K and the map (UDP's classification and offset maps: 1).
+    """
     if not isinstance(heatmaps, Tensor):
         raise ValueError(f"{name}: heatmaps must be a torch.Tensor, got {type(heatmaps).__name__}")
-    if heatmaps.dim() not in (4, 5):
+    if heatmaps.dim() - extra not in (4, 5):
+        lead = "B, K" + ", C" * extra
         raise ValueError(
-            f"{name}: heatmaps must be [B, K, H, W] (2D) or [B, K, D, H, W] (3D), got shape {list(heatmaps.shape)}"
+            f"{name}: heatmaps must be [{lead}, H, W] (2D) or [{lead}, D, H, W] (3D), got shape "
+            f"{list(heatmaps.shape)}"
         )
-    spatial = tuple(heatmaps.shape[2:])
+    spatial = tuple(heatmaps.shape[2 + extra :])
     if any(s == 0 for s in spatial):
         raise ValueError(f"{name}: heatmaps have an empty spatial size {list(spatial)}")
     if heatmaps.is_complex():
@@ -38,16 +43,20 @@ def check_heatmaps(heatmaps: Tensor, name: str = "decoder") -> tuple[Tensor, tup
     return (heatmaps if heatmaps.is_floating_point() else heatmaps.float()), spatial
 
 
-def sanitize(heatmaps: Tensor) -> Tensor:
+def sanitize(heatmaps: Tensor, ndim: int | None = None) -> Tensor:
     """Replace every non-finite value (NaN, +-Inf) by the smallest finite value of its own map (0 if none).
 
     Such values carry no usable evidence, and one of them would otherwise poison every coordinate
     downstream. The per-map minimum, not 0, keeps logits (where -Inf is legitimate) ordered.
-    ``[B, K, *S] -> [B, K, *S]``.
+    ``[..., *S] -> [..., *S]`` floating point, a map being the last ``ndim`` axes (default: all after B, K;
+    1 for SimCC's vectors).
     """
+    if not heatmaps.is_floating_point():
+        heatmaps = heatmaps.float()
+    ndim = heatmaps.dim() - 2 if ndim is None else ndim
     finite = torch.isfinite(heatmaps)
-    floor = torch.where(finite, heatmaps, torch.inf).flatten(2).amin(-1)
-    floor = torch.where(torch.isfinite(floor), floor, 0).reshape(*floor.shape, *([1] * (heatmaps.dim() - 2)))
+    floor = torch.where(finite, heatmaps, torch.inf).flatten(-ndim).amin(-1)
+    floor = torch.where(torch.isfinite(floor), floor, 0).reshape(*floor.shape, *([1] * ndim))
     return torch.where(finite, heatmaps, floor.to(heatmaps.dtype))
 
 
@@ -95,12 +104,23 @@ def find_peaks(heatmaps: Tensor, name: str = "decoder") -> Peaks:
 
 
 def finish(coords: Tensor, peaks: Peaks) -> tuple[Tensor, Tensor]:
-    """Shared epilogue: frame centre and score 0 for flat maps, coordinates clamped into the frame.
+    """Shared epilogue (:func:`finish_frame`) of a decoder that located its maps' maxima with :func:`find_peaks`.
 
     Args:
         coords: ``[B, K, n]``.
     """
-    spatial, maxval, no_peak = peaks.spatial, peaks.maxval, peaks.no_peak
+    return finish_frame(coords, peaks.maxval, peaks.no_peak, peaks.spatial)
+
+
+def finish_frame(
+    coords: Tensor, maxval: Tensor, no_peak: Tensor, spatial: tuple[int, ...]
+) -> tuple[Tensor, Tensor]:
+    """The decoders' common ending (see :mod:`heatlit.codecs`): a map without a peak gets the frame centre and
+    score 0, every coordinate is clamped into the frame extent, scores are the maximum clamped at 0.
+
+    ``coords [B, K, n]`` (x, y[, z]), ``maxval, no_peak [B, K]``, ``spatial`` ``(H, W)`` / ``(D, H, W)``.
+    """
+    spatial = tuple(spatial)
     coords = torch.where(no_peak[..., None], frame_centre(spatial, coords), coords)
     coords = clamp_to_frame(coords, spatial)
     scores = torch.where(no_peak, torch.zeros_like(maxval), maxval.clamp(min=0))
@@ -139,6 +159,15 @@ def strongest_peak(coords: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     """
     if scores.dim() == 3:
         return coords[:, :, 0], scores[:, :, 0]
+    return coords, scores
+
+
+def candidate_peaks(coords: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Any decoder's output -> candidate peaks ``(coords [B, K, P, n], scores [B, K, P])``, the inverse view
+    of :func:`strongest_peak`: single-peak output is one candidate per channel (P = 1, a candidate when its
+    score is > 0); output with a peak axis is returned as it is (padding has score 0)."""
+    if scores.dim() == 2:
+        return coords[:, :, None], scores[:, :, None]
     return coords, scores
 
 

@@ -13,7 +13,19 @@ from heatlit.codecs.coords import axis_grids
 
 Tensor = torch.Tensor
 
-_UNDERFLOW = -40.0  # exp(-40) ~ 4e-18; the product of two such profile values is still a normal float32
+UNDERFLOW = -40.0  # exp(-40) ~ 4e-18; the product of two such profile values is still a normal float32
+
+
+def gaussian_profile(grid: Tensor, centre: Tensor, sigma: Tensor | float) -> Tensor:
+    """``exp(-(grid - centre)^2 / (2 sigma^2))`` with exact zeros below ``exp(UNDERFLOW)``.
+
+    ``grid [N]``, ``centre [B, K]``, ``sigma [B, K]`` or scalar -> ``[B, K, N]``. Beyond ~9 sigma the value
+    is < 4e-18: an exact 0 rather than a float32 subnormal, which costs ~10x in exp and in every product
+    downstream and is no target anyone can learn.
+    """
+    d = grid - centre[..., None]
+    arg = -(d * d) / (2 * torch.as_tensor(sigma, dtype=d.dtype, device=d.device)[..., None] ** 2)
+    return torch.exp(arg.clamp(min=UNDERFLOW)).masked_fill_(arg <= UNDERFLOW, 0.0)
 
 
 def _heatmap_size(heatmap_size: Sequence[int], n: int) -> tuple[int, ...]:
@@ -97,13 +109,9 @@ def gaussian_heatmaps(
         centre = kp[..., axis]
         extent = grid.numel() - 0.5
         weights &= (centre + box_sigmas * sig >= -0.5) & (centre - box_sigmas * sig <= extent)
-        d = grid - centre[..., None]
-        arg = -(d * d) / (2 * sig[..., None] ** 2)
-        # Beyond ~9 sigma the value is < 4e-18: write an exact 0 rather than a float32 subnormal, which
-        # costs ~10x in exp and in every product downstream and is no target anyone can learn.
-        g = torch.exp(arg.clamp(min=_UNDERFLOW)).masked_fill_(arg <= _UNDERFLOW, 0.0)
+        g = gaussian_profile(grid, centre, sig)
         if truncate is not None:
-            g = g * (d.abs() <= truncate * sig[..., None])
+            g = g * ((grid - centre[..., None]).abs() <= truncate * sig[..., None])
         profiles.append(g)
 
     weights = weights.float()

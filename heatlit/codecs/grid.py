@@ -4,9 +4,12 @@ One object owns this geometry so the data (targets), scoring (decoded coordinate
 camera millimetres), the models' checks and results.json agree on it. It is built once, by the data
 module, from the ``data.*`` config (``input_size``, ``stride``, ``heatmap_depth``, ``depth_range_mm``).
 
-The (x, y) mapping is a pluggable :class:`GridMapping`; the default, :class:`AlignedExtents`, is the
-convention of :mod:`heatlit.codecs` (:func:`~heatlit.codecs.coords.to_heatmap`). Another mapping (such as
-UDP's corner-aligned one) is a class with the same two methods, added to :data:`MAPPINGS`.
+The (x, y) mapping is a pluggable :class:`GridMapping` (``data.grid_mapping``): ``aligned``
+(:class:`AlignedExtents`, the default) is the convention of :mod:`heatlit.codecs`
+(:func:`~heatlit.codecs.coords.to_heatmap`); ``udp`` (:class:`UnitLength`) is UDP's, first and last pixel
+centres aligned (:func:`~heatlit.codecs.udp.udp_to_heatmap`, where the two differ and by how much). Both are
+flip-consistent (``x -> W - 1 - x`` in input and heatmap px alike), so a flip test needs no shift under
+either. Another mapping is a class with the same two methods, added to :data:`MAPPINGS`.
 
 Depth (3D volumes): the depth-bin coordinate of a joint is ``z_hm = z_rel / depth_range_mm * D + (D - 1) / 2``
 with ``z_rel`` its camera z minus the root joint's, in mm: ``z_rel`` in ``[-range/2, range/2]`` spans the
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from heatlit.codecs.coords import to_heatmap, to_input
+from heatlit.codecs.udp import udp_to_heatmap, udp_to_input
 
 Tensor = torch.Tensor
 
@@ -47,8 +51,23 @@ class AlignedExtents:
         return to_input(coords, grid.stride)
 
 
-#: Mappings by the name a config gives.
-MAPPINGS: dict[str, GridMapping] = {"aligned": AlignedExtents()}
+class UnitLength:
+    """UDP's mapping: first and last pixel centres aligned, ``x_hm = x_in (W_hm - 1) / (W_in - 1)``.
+
+    Only the (x, y) columns are mapped (depth bins keep :meth:`HeatmapGrid.depth_to_bins`).
+    """
+
+    name = "udp"
+
+    def to_heatmap(self, coords: Tensor, grid: HeatmapGrid) -> Tensor:
+        return udp_to_heatmap(coords, grid.input_size, grid.heatmap_size[-2:])
+
+    def to_input(self, coords: Tensor, grid: HeatmapGrid) -> Tensor:
+        return udp_to_input(coords, grid.input_size, grid.heatmap_size[-2:])
+
+
+#: Mappings by the name a config gives (``data.grid_mapping``).
+MAPPINGS: dict[str, GridMapping] = {"aligned": AlignedExtents(), "udp": UnitLength()}
 
 
 class HeatmapGrid:

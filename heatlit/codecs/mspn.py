@@ -23,8 +23,8 @@ Design note (how this reads the reference codec in heatlit's convention, see :mo
   targets (tested): exactly ``q`` once ``q`` is more than ``(k - 1) / 2`` px from every edge; 0.25 px off
   ``q`` closer in, and 1.25 px off on the edge pixel itself, where the zero border drags the peak inwards.
   (Decoding with the encoder's reflecting border is worse, up to 2 px, because of the lopsided targets.)
-- MSPN supervises its stages with shrinking kernels (15, 11, 9, 7): that is one codec per stage, which the
-  training loop cannot express yet (every stage is supervised against one target).
+- MSPN supervises its stages with shrinking kernels (15, 11, 9, 7): the encoding makes the final stage's
+  target (kernel 7) and :class:`heatlit.training.losses.MSPNLoss` the earlier stages' (``representation=mspn``).
 
 2D and 3D (the same separable construction over D, H, W).
 """
@@ -36,15 +36,9 @@ from collections.abc import Sequence
 import torch
 
 from heatlit.codecs import standard_decode
+from heatlit.codecs.base import check_heatmaps, finish_frame, sanitize
 from heatlit.codecs.blur import blur_matrix, check_kernel, separable_blur
-from heatlit.codecs.codec import (
-    Codec,
-    DecodesWhenCalled,
-    check_keypoints,
-    check_maps,
-    finish,
-    replace_nonfinite,
-)
+from heatlit.codecs.codec import Codec, DecodesWhenCalled, check_keypoints
 
 Tensor = torch.Tensor
 
@@ -109,15 +103,15 @@ def megvii_decode(
         ``coords [B, K, n]`` heatmap px inside the frame, ``scores [B, K]`` (the unblurred maximum clamped
         at 0; a flat map gets score 0 and the frame centre).
     """
-    spatial = check_maps(heatmaps, "megvii_decode")
+    h, spatial = check_heatmaps(heatmaps, "megvii_decode")
     nd = len(spatial)
-    h = replace_nonfinite(heatmaps, nd)
+    h = sanitize(h)
     flat = h.flatten(2)
     maxval = flat.amax(-1)
     no_peak = maxval == flat.amin(-1)
     blurred = h if check_kernel(kernel) == 1 else separable_blur(h, nd, kernel, sigma, "zeros")
     coords, _ = standard_decode(blurred, shift=shift)
-    return finish(coords, maxval, no_peak, spatial)
+    return finish_frame(coords, maxval, no_peak, spatial)
 
 
 class MegviiCodec(Codec):

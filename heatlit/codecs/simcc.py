@@ -34,14 +34,10 @@ from collections.abc import Sequence
 
 import torch
 
-from heatlit.codecs.codec import (
-    Codec,
-    DecodesWhenCalled,
-    check_keypoints,
-    gaussian_profile,
-    replace_nonfinite,
-)
+from heatlit.codecs.base import sanitize
+from heatlit.codecs.codec import Codec, DecodesWhenCalled, check_keypoints
 from heatlit.codecs.coords import clamp_to_frame, frame_centre
+from heatlit.codecs.encoders import gaussian_profile
 
 Tensor = torch.Tensor
 
@@ -187,7 +183,7 @@ def simcc_decode(
     spatial = tuple(v.shape[-1] / split_ratio for v in reversed(vectors))  # the frame, (D,) H, W px
     coords, maxima, flats = [], [], []
     for v in vectors:
-        pos, maxval, flat = _vector_peak(replace_nonfinite(v, 1), refine, logits)
+        pos, maxval, flat = _vector_peak(sanitize(v, 1), refine, logits)
         coords.append((pos + 0.5) / split_ratio - 0.5)
         maxima.append(maxval)
         flats.append(flat)
@@ -203,6 +199,8 @@ class SimCCCodec(Codec):
 
     Called, it encodes: ``(keypoints[B, K, n], visible, size) -> ((x[B, K, W k], y[B, K, H k][, z]), weights)``.
     """
+
+    output_kind = "simcc"
 
     def __init__(
         self,

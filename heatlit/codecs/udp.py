@@ -15,7 +15,10 @@ so it is zero at the centre and largest at the first/last input pixel centre, ``
 px = ``+-(s - 1) / 2`` input px: **0.375 heatmap px (1.5 input px) at stride 4, 0.4375 (3.5 input px) at
 stride 8**, independent of the image size. UDP's heatmap scale is ``(W_hm - 1) / (W_in - 1)``, slightly
 less than ``1 / s``. :func:`udp_to_heatmap` / :func:`udp_to_input` are that transform as pure functions;
-the heatmap grid of the data pipeline takes it as an option (not wired here).
+the heatmap grid takes it as its ``udp`` mapping (``data.grid_mapping=udp``,
+:class:`heatlit.codecs.grid.UnitLength`). UDP also crops the input with unit length (a box of width
+``b`` scaled by ``(W_in - 1) / b``, heatlit by ``W_in / b``): a 0.6 % zoom at ``W_in = 160``, not a bias,
+because ``to_image`` inverts whichever crop was made; heatlit keeps its crop under either mapping.
 
 **The combined target** (UDP's "combined" heatmap type): per keypoint a binary classification map, 1 on
 the pixels within ``radius`` of the keypoint (``radius = radius_factor * max(size)``, 3.5 px on a 64x48 map
@@ -43,15 +46,9 @@ from collections.abc import Sequence
 
 import torch
 
+from heatlit.codecs.base import check_heatmaps, finish_frame, sanitize
 from heatlit.codecs.blur import BORDERS, check_kernel, separable_blur
-from heatlit.codecs.codec import (
-    Codec,
-    DecodesWhenCalled,
-    check_keypoints,
-    check_maps,
-    finish,
-    replace_nonfinite,
-)
+from heatlit.codecs.codec import Codec, DecodesWhenCalled, check_keypoints
 from heatlit.codecs.coords import axis_grids, unravel
 
 Tensor = torch.Tensor
@@ -173,7 +170,7 @@ def udp_offset_decode(
         ``coords [B, K, n]`` heatmap px inside the frame; ``scores [B, K]`` the blurred classification
         maximum clamped at 0 (a flat classification map: score 0 and the frame centre).
     """
-    spatial = check_maps(maps, "udp_offset_decode", extra=1)
+    maps, spatial = check_heatmaps(maps, "udp_offset_decode", extra=1)
     n = len(spatial)
     if maps.shape[2] != 1 + n:
         raise ValueError(
@@ -181,11 +178,9 @@ def udp_offset_decode(
             f"got {maps.shape[2]} in shape {list(maps.shape)}"
         )
     r = udp_radius(spatial, radius, radius_factor)
-    maps = maps if maps.is_floating_point() else maps.float()
-    cls = replace_nonfinite(maps[:, :, 0], n)
-    no_peak = cls.flatten(2).amax(-1) == cls.flatten(2).amin(
-        -1
-    )  # before the blur: a zero border bends flat maps
+    cls = sanitize(maps[:, :, 0])
+    unblurred = cls.flatten(2)  # a flat map is judged before the blur: a zero border bends it
+    no_peak = unblurred.amax(-1) == unblurred.amin(-1)
     offsets = torch.nan_to_num(maps[:, :, 1:], nan=0.0, posinf=0.0, neginf=0.0)
     if check_kernel(cls_kernel, "cls_kernel") > 1:
         cls = separable_blur(cls, n, cls_kernel, border=border)
@@ -197,7 +192,7 @@ def udp_offset_decode(
     maxval = flat.gather(-1, index[..., None])[..., 0]
     at_peak = offsets.flatten(3).gather(-1, index[:, :, None, None].expand(-1, -1, n, 1))[..., 0]  # [B, K, n]
     coords = unravel(index, spatial).to(cls.dtype) + r * at_peak
-    return finish(coords, maxval, no_peak, spatial)
+    return finish_frame(coords, maxval, no_peak, spatial)
 
 
 class UDPOffsetCodec(Codec):
@@ -205,6 +200,8 @@ class UDPOffsetCodec(Codec):
 
     Called, it encodes: ``(keypoints[B, K, n], visible, heatmap_size) -> (targets[B, K, 1 + n, *S], weights)``.
     """
+
+    output_kind = "udp_offset"
 
     def __init__(
         self,

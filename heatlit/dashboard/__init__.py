@@ -1,7 +1,7 @@
 """``python -m heatlit.dashboard DIR [--out page.html]``: one offline HTML page for a run or a sweep.
 
-Modules: :mod:`~heatlit.dashboard.collect` (jobs, curves, images), :mod:`~heatlit.dashboard.failures`
-(why a job has no results), :mod:`~heatlit.dashboard.tables` (final and encoding-effect tables),
+Modules: :mod:`~heatlit.dashboard.collect` (jobs, curves, images; why a job has no results is the report's
+:mod:`heatlit.report.failures`), :mod:`~heatlit.dashboard.tables` (final and encoding-effect tables),
 :mod:`~heatlit.dashboard.interval` (the confidence interval, a stand-in), :mod:`~heatlit.dashboard.page`
 (HTML), :mod:`~heatlit.dashboard.cli`.
 """

@@ -12,16 +12,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from heatlit.dashboard.failures import CRASHED, LOG_LINE, UNDECIDED, diagnose
 from heatlit.report.collect import (
     Job,
     ReportError,
     Row,
     find_job_dirs,
+    hydra_job,
     label,
     make_job,
     natural_key,
@@ -29,6 +26,7 @@ from heatlit.report.collect import (
     read_overrides,
     varying_axes,
 )
+from heatlit.report.failures import CRASHED, LOG_LINE, UNDECIDED, diagnose
 from heatlit.results import FILE_NAME, SCHEMA_VERSION, ResultsError, RunResults, read_results
 
 FINISHED = "finished"
@@ -124,31 +122,6 @@ def read_run_results(job_dir: Path) -> tuple[RunResults | None, dict, str]:
     }
     results = {split: decoders for split, decoders in results.items() if decoders}
     return run, results, FINISHED if results else f"unreadable {FILE_NAME}: no decoder results in it"
-
-
-def read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-
-
-def hydra_job(job_dir: Path) -> tuple[dict[str, Any], int | None, str | None]:
-    """The job's config-group choices (as results.json's ``choices`` would hold them, plus the seed), its
-    Hydra job number and launcher, from ``.hydra/``: what a job that never wrote results.json still tells."""
-    hydra = (read_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
-    runtime = hydra.get("runtime") or {}
-    choices = {
-        str(k): v
-        for k, v in (runtime.get("choices") or {}).items()
-        if "@" not in str(k) and not str(k).startswith("hydra/")  # decoders are scored, not chosen
-    }
-    config = read_yaml(job_dir / ".hydra" / "config.yaml")
-    if isinstance(config, dict) and "seed" in config:
-        choices["seed"] = config["seed"]
-    num = (hydra.get("job") or {}).get("num")
-    launcher = (runtime.get("choices") or {}).get("hydra/launcher")
-    return choices, num if isinstance(num, int) else None, launcher
 
 
 def metrics_files(job_dir: Path) -> list[Path]:

@@ -47,9 +47,13 @@ class DatasetDescription:
         norm: what a sample's ``norm`` measures (the PCK normaliser), in words.
         head_segment: ``(neck, head top)`` indices when ``norm`` is the head segment, else None.
         root: index of the root joint; 3D depth bins and MPJPE are relative to it.
-        oks_sigmas: per-keypoint OKS sigmas when the dataset is scored by COCO OKS AP against its split's
-            annotation file (:attr:`Source.ann_file`), else None.
+        oks_sigmas: per-keypoint OKS sigmas when the dataset is scored by COCO OKS AP: against its split's
+            annotation file (:attr:`Source.ann_file`), or, without one, against each sample's own person;
+            None when it is not scored by OKS.
         monitor: the metric that selects the best checkpoint unless ``monitor.metric`` says otherwise.
+        multi_person: samples hold several people (``people_keypoints`` / ``people_visible``); targets are
+            bottom-up (every person in one channel per joint type) and predictions are scored as peak
+            detections (:class:`heatlit.metrics.PeakDetection`), not per-joint PCK.
     """
 
     name: str
@@ -64,6 +68,7 @@ class DatasetDescription:
     root: int = 0
     oks_sigmas: tuple[float, ...] | None = None
     monitor: str = "pckh@0.1"
+    multi_person: bool = False
     _flip_index: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -100,6 +100,8 @@ class HeatmapDataModule(L.LightningDataModule):
         heatmap_depth: D depth bins for 3D volumetric targets, None for 2D maps.
         depth_range_mm: depth extent (mm, centred on the root joint) of the D bins (see
             :mod:`heatlit.codecs.grid`).
+        grid_mapping: the input <-> heatmap mapping, a name of :data:`heatlit.codecs.grid.MAPPINGS`
+            (``aligned``, the default, or ``udp``).
         augment: :class:`~heatlit.data.transforms.AugmentConfig` fields (training split only); None
             or ``enabled: false`` = no augmentation.
         depth_offset_m, depth_scale_m: depth input = ``(metres - offset) / scale``.
@@ -129,9 +131,10 @@ class HeatmapDataModule(L.LightningDataModule):
         encoder: Callable | None = None,
         pin_memory: bool | None = None,
         metric_kind: str | None = None,
+        grid_mapping: str = "aligned",
     ) -> None:
         super().__init__()
-        self.grid = HeatmapGrid(input_size, stride, heatmap_depth, depth_range_mm)
+        self.grid = HeatmapGrid(input_size, stride, heatmap_depth, depth_range_mm, grid_mapping)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
@@ -186,6 +189,11 @@ class HeatmapDataModule(L.LightningDataModule):
                 f"metric_kind={self._metric_kind!r} contradicts the {desc.name} data, scored by {desc.pck}"
                 f"{' and OKS AP' if desc.oks_sigmas else ''}; remove data.metric_kind"
             )
+        if self.grid.depth_bins is not None and desc.multi_person:
+            raise ValueError(
+                f"heatmap_depth={self.grid.depth_bins}: 3D volumes bin depth relative to one person's root, "
+                f"so the multi-person {desc.name} data has 2D bottom-up targets only; use heatmap_depth=null"
+            )
         if self.grid.depth_bins is not None and not desc.has_3d:
             raise ValueError(
                 f"heatmap_depth={self.grid.depth_bins} asks for 3D volumetric targets, but the {split} source "
@@ -206,7 +214,8 @@ class HeatmapDataModule(L.LightningDataModule):
     @property
     def collate(self) -> HeatmapCollate:
         if self._collate is None:
-            self._collate = HeatmapCollate(self.encoder, self.grid, self.description.root)
+            desc = self.description
+            self._collate = HeatmapCollate(self.encoder, self.grid, desc.root, desc.multi_person)
         return self._collate
 
     # -- Lightning hooks -------------------------------------------------------------------------

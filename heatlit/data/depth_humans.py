@@ -7,7 +7,8 @@ import numpy as np
 from heatlit.body import skeleton as sk
 from heatlit.data.base import DatasetDescription, Source
 
-#: The HUMAN4D 18-joint subset seen by a depth camera, scored by PCKh (the DARK reproduction's protocol).
+#: The HUMAN4D 18-joint subset seen by a depth camera, scored by PCKh (the DARK reproduction's protocol) and,
+#: beside it, by OKS AP against each frame's own person (sigmas and area: docs/UPPER_BOUND.md).
 DEPTH_HUMANS = DatasetDescription(
     name="depth_humans",
     keypoints=sk.JOINT_NAMES,
@@ -19,6 +20,7 @@ DEPTH_HUMANS = DatasetDescription(
     norm="head segment (neck to head top), px",
     head_segment=sk.HEAD_SEGMENT,
     root=sk.HIPS,
+    oks_sigmas=sk.OKS_SIGMAS,
     monitor="pckh@0.1",
 )
 

@@ -194,6 +194,52 @@ def read_split(path: str | Path) -> list[tuple[int, str, str]]:
     return out
 
 
+# ------------------------------------------------------------------------------------------ layout
+def recording_dump(subject_dir: Path, recording: str) -> Path:
+    """The ``Dump`` folder of a recording (``S1/<recording>/Dump``, or ``S1/Dump`` for the abbreviated form)."""
+    if not subject_dir.is_dir():
+        raise FileNotFoundError(f"HUMAN4D subject folder not found: {subject_dir}")
+    flat = subject_dir / "Dump"
+    dump = flat if recording == subject_dir.name and flat.is_dir() else subject_dir / recording / "Dump"
+    for sub in ("depth", "gposes3d"):
+        if not (dump / sub).is_dir():
+            raise FileNotFoundError(f"HUMAN4D folder not found: {dump / sub}")
+    return dump
+
+
+def subject_devices(
+    subject_dir: Path, intrinsics: dict, devices=None, repository: Path | None = None
+) -> list[str]:
+    """The devices a subject's samples use: ``devices``, else every one with extrinsics and intrinsics."""
+    pose_dir = subject_dir / "pose"
+    if devices is not None:
+        for d in devices:
+            if d not in intrinsics:
+                raise DataError(f"{repository or 'device_repository.json'}: no intrinsics for device {d!r}")
+        return list(devices)
+    use = [d for d in sorted(p.stem for p in pose_dir.glob("*.extrinsics")) if d in intrinsics]
+    if not use:
+        raise FileNotFoundError(
+            f"no <DEV>.extrinsics with intrinsics in {pose_dir} (devices: {list(intrinsics)})"
+        )
+    return use
+
+
+def list_depth(dump: Path) -> dict[tuple[int, str], str]:
+    """``(frame, device) -> file name`` of a recording's depth maps (one directory listing)."""
+    out = {}
+    for name in (p.name for p in (dump / "depth").iterdir()):
+        m = _DEPTH_NAME.match(name)
+        if m:
+            out[(int(m.group(1)), m.group(2))] = name
+    return out
+
+
+def list_poses(dump: Path) -> set[int]:
+    """Pose indices with a ``gposes3d/<index>.npy`` file."""
+    return {int(p.stem) for p in (dump / "gposes3d").glob("*.npy") if p.stem.isdigit()}
+
+
 # ------------------------------------------------------------------------------------------ source
 def _subject_name(s) -> str:
     return f"S{s}" if isinstance(s, int) or str(s).isdigit() else str(s)
@@ -296,44 +342,23 @@ class Human4DSource(DepthHumanSource):
     def _scan(self, subject: str, recording: str, intrinsics: dict, devices) -> dict:
         """Index one recording: its skip, cameras, depth files and pose files (one directory listing each)."""
         subject_dir = self.root / subject
-        if not subject_dir.is_dir():
-            raise FileNotFoundError(f"HUMAN4D subject folder not found: {subject_dir}")
-        dump = (
-            subject_dir / "Dump"
-            if recording == subject and (subject_dir / "Dump").is_dir()
-            else (subject_dir / recording / "Dump")
-        )
-        for sub in ("depth", "gposes3d"):
-            if not (dump / sub).is_dir():
-                raise FileNotFoundError(f"HUMAN4D folder not found: {dump / sub}")
+        dump = recording_dump(subject_dir, recording)
         offsets = read_offsets(subject_dir / "offsets.txt")
         if recording not in offsets:
             raise DataError(f"{subject_dir / 'offsets.txt'}: no line for recording {recording!r}")
-        pose_dir = subject_dir / "pose"
-        available = sorted(p.stem for p in pose_dir.glob("*.extrinsics"))
-        if devices is None:
-            use = [d for d in available if d in intrinsics]
-            if not use:
-                raise FileNotFoundError(
-                    f"no <DEV>.extrinsics with intrinsics in {pose_dir} (devices: {list(intrinsics)})"
-                )
-        else:
-            use = list(devices)
-            for d in use:
-                if d not in intrinsics:
-                    raise DataError(f"{self.root / 'device_repository.json'}: no intrinsics for device {d!r}")
+        use = subject_devices(subject_dir, intrinsics, devices, self.root / "device_repository.json")
         for d in use:
             if (subject, d) not in self.cameras:
-                R, t = read_extrinsics(pose_dir / f"{d}.extrinsics")
+                R, t = read_extrinsics(subject_dir / "pose" / f"{d}.extrinsics")
                 K = dc.crop_K(dc.sensor_to_depth_K(intrinsics[d]), dc.CROP_TOP)
                 self.cameras[(subject, d)] = (R, t, K)
-        depth = {}
-        for name in (p.name for p in (dump / "depth").iterdir()):
-            m = _DEPTH_NAME.match(name)
-            if m:
-                depth[(int(m.group(1)), m.group(2))] = name
-        poses = {int(p.stem) for p in (dump / "gposes3d").glob("*.npy") if p.stem.isdigit()}
-        return {"dump": dump, "skip": offsets[recording], "devices": use, "depth": depth, "poses": poses}
+        return {
+            "dump": dump,
+            "skip": offsets[recording],
+            "devices": use,
+            "depth": list_depth(dump),
+            "poses": list_poses(dump),
+        }
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from heatlit.codecs.bottomup import bottom_up_heatmaps
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data import transforms as T
 from heatlit.data.base import description_of
@@ -48,6 +49,9 @@ def _check_raw(raw: Mapping[str, Any], index: int, num_joints: int, in_channels:
         expected["joints3d"] = (num_joints, 3)
     if raw.get("cam_K") is not None:
         expected["cam_K"] = (3, 3)
+    if raw.get("people_keypoints") is not None:  # multi-person sources: M people, any M
+        m = (np.shape(raw["people_keypoints"]) or (-1,))[0]
+        expected["people_keypoints"], expected["people_visible"] = (m, num_joints, 2), (m, num_joints)
     for key, shape in expected.items():
         got = np.shape(raw.get(key))
         if got != shape:
@@ -133,14 +137,11 @@ class SampleDataset(Dataset):
             image = T.shift_depth(image, aug.depth_shift_m)
         else:
             image = T.adjust_rgb(image, aug.brightness, aug.contrast)
+            if aug.channel_gains is not None:
+                image = T.scale_channels(image, aug.channel_gains[: image.shape[2]])
         image = T.add_occluders(image, aug.occluders, self.depth, rng)
 
-        keypoints = T.affine_points(matrix, raw["keypoints"])
-        visible = np.asarray(raw["visible"], dtype=bool).copy()
-        # A NaN coordinate would survive as NaN * 0 in a masked loss; zero it and drop the joint.
-        finite = np.isfinite(keypoints).all(axis=1)
-        keypoints[~finite] = 0.0
-        visible &= finite & T.in_frame(keypoints, self.input_size)
+        keypoints, visible = self._move(matrix, raw["keypoints"], raw["visible"])
 
         joints3d = raw.get("joints3d")
         has_3d = joints3d is not None
@@ -153,7 +154,14 @@ class SampleDataset(Dataset):
             keypoints, visible, joints3d = (a[self.flip_perm] for a in (keypoints, visible, joints3d))
 
         meta = raw.get("meta") or {}
+        people = {}
+        if raw.get("people_keypoints") is not None:  # multi-person sources: every person, same transform
+            points, seen = self._move(matrix, raw["people_keypoints"], raw["people_visible"])
+            if aug.flip:
+                points, seen = points[:, self.flip_perm], seen[:, self.flip_perm]
+            people = {"people_keypoints": points.astype(np.float32), "people_visible": seen}
         return {
+            **people,
             "image": T.normalize_input(image, self.depth, self.depth_offset_m, self.depth_scale_m),
             "keypoints": keypoints.astype(np.float32),
             "visible": visible,
@@ -167,6 +175,19 @@ class SampleDataset(Dataset):
             "sample_index": index,
         }
 
+    def _move(
+        self, matrix: np.ndarray, keypoints: np.ndarray, visible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Image px -> input px for ``keypoints [..., K, 2]``; ``visible [..., K]`` loses joints that leave
+        the input frame or are not finite."""
+        keypoints = T.affine_points(matrix, keypoints)
+        visible = np.asarray(visible, dtype=bool).copy()
+        # A NaN coordinate would survive as NaN * 0 in a masked loss; zero it and drop the joint.
+        finite = np.isfinite(keypoints).all(axis=-1)
+        keypoints[~finite] = 0.0
+        inside = T.in_frame(keypoints.reshape(-1, 2), self.input_size).reshape(visible.shape)
+        return keypoints, visible & finite & inside
+
 
 class HeatmapCollate:
     """Stack samples of :class:`SampleDataset` and encode all targets with ONE encoder call.
@@ -175,6 +196,11 @@ class HeatmapCollate:
         encoder: ``encoder(keypoints[B, K, n], visible[B, K], heatmap_size) -> (heatmaps, weights)``.
         grid: the :class:`~heatlit.codecs.grid.HeatmapGrid` (heatmap size, stride, depth bins).
         root: index of the root joint, the origin of the depth bins (3D grids).
+        multi_person: bottom-up targets: the samples carry ``people_keypoints`` / ``people_visible``, every
+            person goes into the heatmaps (:func:`heatlit.codecs.bottomup.bottom_up_heatmaps`, people
+            combined by their maximum, every channel weighted 1), and the batch gains ``people_keypoints
+            [B, M, K, 2]`` input px and ``people_visible [B, M, K]`` (M: most people in any sample of the
+            batch; empty slots are not visible).
 
     Keypoints go to heatmap coordinates by :meth:`HeatmapGrid.keypoints_to_heatmap` (never quantised);
     3D: a joint outside the depth extent gets target weight 0.
@@ -183,10 +209,13 @@ class HeatmapCollate:
     added to the stacked sample fields).
     """
 
-    def __init__(self, encoder: Callable, grid: HeatmapGrid, root: int = 0) -> None:
+    def __init__(
+        self, encoder: Callable, grid: HeatmapGrid, root: int = 0, multi_person: bool = False
+    ) -> None:
         self.encoder = encoder
         self.grid = grid
         self.root = int(root)
+        self.multi_person = bool(multi_person)
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         batch = {
@@ -205,11 +234,33 @@ class HeatmapCollate:
         keypoints_hm, target_visible = self.grid.keypoints_to_heatmap(
             batch["keypoints"], batch["visible"], batch["joints3d"], self.root
         )
-        heatmaps, weights = self.encoder(keypoints_hm, target_visible, self.grid.heatmap_size)
+        if self.multi_person:
+            people, seen = stack_people(samples)
+            batch["people_keypoints"], batch["people_visible"] = people, seen
+            heatmaps, weights = bottom_up_heatmaps(
+                self.encoder, self.grid.to_heatmap(people), seen, self.grid.heatmap_size
+            )
+        else:
+            heatmaps, weights = self.encoder(keypoints_hm, target_visible, self.grid.heatmap_size)
         batch["keypoints_hm"] = keypoints_hm
         batch["heatmaps"] = heatmaps
         batch["target_weight"] = weights
         return batch
+
+
+def stack_people(samples: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``people_keypoints [B, M, K, 2]`` float32 and ``people_visible [B, M, K]`` bool, padded to the most
+    people of any sample (padding: zeros, not visible)."""
+    if any("people_keypoints" not in s for s in samples):
+        raise DataError("multi-person batches need people_keypoints in every sample (a multi-person source)")
+    most = max(len(s["people_keypoints"]) for s in samples)
+    k = samples[0]["people_keypoints"].shape[1]
+    points = np.zeros((len(samples), most, k, 2), dtype=np.float32)
+    seen = np.zeros((len(samples), most, k), dtype=bool)
+    for i, s in enumerate(samples):
+        m = len(s["people_keypoints"])
+        points[i, :m], seen[i, :m] = s["people_keypoints"], s["people_visible"]
+    return torch.from_numpy(points), torch.from_numpy(seen)
 
 
 def seed_worker_globals(seed: int, epoch: int, worker_id: int) -> None:

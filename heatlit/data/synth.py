@@ -17,8 +17,9 @@ import numpy as np
 from heatlit.body.camera import DEPTH_UNIT_MM
 from heatlit.data.base import canonical_split
 from heatlit.data.depth_humans import DEPTH_HUMANS, DepthHumanSource
-from heatlit.data.generator.cache import build_cache, open_split, verify_cache
-from heatlit.data.generator.config import SynthConfig
+from heatlit.data.generator.cache import SINGLE, build_cache, open_split, verify_cache
+from heatlit.data.generator.config import CrowdConfig, SynthConfig
+from heatlit.data.generator.crowd import CROWD
 from heatlit.data.generator.world import ACTIVITY_ORDER, DEVICES
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class SynthSource(DepthHumanSource):
     """
 
     description = replace(DEPTH_HUMANS, name="synth")
+    layout = SINGLE  # what the cache stores per sample (a multi-person source stores several people)
+    config_class = SynthConfig
 
     def __init__(
         self,
@@ -101,10 +104,10 @@ class SynthSource(DepthHumanSource):
                 mocap_path = str(found)
         elif mocap_path is not None and not Path(mocap_path).is_file():
             raise FileNotFoundError(f"mocap_path {mocap_path} does not exist")
-        unknown = set(options) - {f.name for f in dataclasses.fields(SynthConfig)}
+        unknown = set(options) - {f.name for f in dataclasses.fields(self.config_class)}
         if unknown:
-            raise TypeError(f"unknown SynthSource options: {sorted(unknown)}")
-        self.config = SynthConfig(
+            raise TypeError(f"unknown {type(self).__name__} options: {sorted(unknown)}")
+        self.config = self.config_class(
             width=width,
             height=height,
             train_frames=train_frames,
@@ -117,12 +120,16 @@ class SynthSource(DepthHumanSource):
             **options,
         )
         root = Path(data_dir)
-        existing = root / f"synth-{self.config.hash()}"
+        existing = self.layout.folder(root, self.config)
         # This split's bytes are checked against their digests here, so a damaged copy is re-rendered now
         # rather than found by a DataLoader worker.
         content = (self.split,)
-        self.generated = not (existing.exists() and verify_cache(existing, self.config, content) is None)
-        self.cache_dir = build_cache(root, self.config, progress=progress, workers=workers, content=content)
+        self.generated = not (
+            existing.exists() and verify_cache(existing, self.config, content, self.layout) is None
+        )
+        self.cache_dir = build_cache(
+            root, self.config, progress=progress, workers=workers, content=content, layout=self.layout
+        )
         self.activities = list(ACTIVITY_ORDER)
         self._arrays: dict | None = None
         self._count = self.config.frames(self.split)
@@ -141,23 +148,24 @@ class SynthSource(DepthHumanSource):
     def __len__(self) -> int:
         return self._count
 
-    def _visible(self, arr: dict, i: int, keypoints: np.ndarray, w: int, h: int) -> np.ndarray:
-        """``[18]`` bool under the configured visibility rule (pixel extents: ``[-0.5, size - 0.5]``)."""
+    def _visible(self, stored: np.ndarray, keypoints: np.ndarray, w: int, h: int) -> np.ndarray:
+        """``[..., 18]`` bool under the configured visibility rule (pixel extents: ``[-0.5, size - 0.5]``).
+
+        ``stored`` is the cache's (unoccluded) visibility, ``keypoints [..., 18, 2]`` their projections.
+        """
         if self.visibility == "unoccluded":
-            return np.array(arr["visible"][i], dtype=bool)
-        x, y = keypoints[:, 0], keypoints[:, 1]
+            return np.array(stored, dtype=bool)
+        x, y = keypoints[..., 0], keypoints[..., 1]
         return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
-    def __getitem__(self, i: int) -> dict:
+    def _index(self, i: int) -> int:
         if not -self._count <= i < self._count:
             raise IndexError(f"index {i} out of range for {self._count} {self.split} samples")
-        i = int(i) % self._count
-        arr = self._open()
-        depth = np.asarray(arr["depth"][i])
-        h, w = depth.shape
-        keypoints = np.array(arr["keypoints"][i], dtype=np.float64)
+        return int(i) % self._count
+
+    def _meta(self, arr: dict, i: int) -> dict:
         subject, activity, frame, camera = (int(v) for v in arr["index"][i])
-        meta = {
+        return {
             "sample_id": i,
             "image_id": i,
             "split": self.split,
@@ -167,7 +175,47 @@ class SynthSource(DepthHumanSource):
             "device": DEVICES[camera],
             "frame": frame,
         }
-        visible = self._visible(arr, i, keypoints, w, h)
+
+    def __getitem__(self, i: int) -> dict:
+        i = self._index(i)
+        arr = self._open()
+        depth = np.asarray(arr["depth"][i])
+        h, w = depth.shape
+        keypoints = np.array(arr["keypoints"][i], dtype=np.float64)
+        visible = self._visible(arr["visible"][i], keypoints, w, h)
         return self.frame_record(
-            depth, keypoints, visible, arr["joints3d"][i], arr["cam_K"][i], DEPTH_UNIT_MM, meta
+            depth, keypoints, visible, arr["joints3d"][i], arr["cam_K"][i], DEPTH_UNIT_MM, self._meta(arr, i)
         )
+
+
+class SynthMultiSource(SynthSource):
+    """Synthetic depth frames with 2-4 people each (``data=synth_multi``), for bottom-up heatmaps.
+
+    Rendered by :mod:`heatlit.data.generator.crowd` into ``<data_dir>/synth_multi-<hash>``. A raw sample is
+    a :class:`SynthSource` sample of the frame's *host* (person 0: the planned subject, whose keypoints,
+    visibility, 3D joints and PCKh normaliser fill the single-person fields) plus every person's
+    ``people_keypoints [M, 18, 2]`` image px and ``people_visible [M, 18]`` (occlusion by other people
+    counts; ``M`` = people in this frame); ``meta["people"] = M``.
+
+    Args: those of :class:`SynthSource`, and the crowd settings of
+    :class:`~heatlit.data.generator.config.CrowdConfig` (``min_people``, ``max_people``,
+    ``guest_depth_mm``, ``guest_fov``, ``min_gap_mm``) as options.
+    """
+
+    description = replace(DEPTH_HUMANS, name="synth_multi", multi_person=True, monitor="peak_ap")
+    layout = CROWD
+    config_class = CrowdConfig
+
+    def __getitem__(self, i: int) -> dict:
+        i = self._index(i)
+        arr = self._open()
+        depth = np.asarray(arr["depth"][i])
+        h, w = depth.shape
+        m = int(arr["people"][i])
+        keypoints = np.array(arr["keypoints"][i, :m], dtype=np.float64)
+        visible = self._visible(arr["visible"][i, :m], keypoints, w, h)
+        meta = {**self._meta(arr, i), "people": m}
+        record = self.frame_record(
+            depth, keypoints[0], visible[0], arr["joints3d"][i, 0], arr["cam_K"][i], DEPTH_UNIT_MM, meta
+        )
+        return {**record, "people_keypoints": keypoints, "people_visible": visible}

@@ -155,29 +155,104 @@ def adjust_rgb(image: np.ndarray, brightness: float, contrast: float) -> np.ndar
     return np.clip(image * np.float32(contrast) + np.float32(brightness), 0.0, 1.0).astype(np.float32)
 
 
+def scale_channels(image: np.ndarray, gains: Sequence[float]) -> np.ndarray:
+    """Per-channel colour jitter (the integral-regression report's "color shift"): ``[H, W, C]`` in [0, 1]
+    times ``gains [C]``, clipped to [0, 1]."""
+    return np.clip(image * np.asarray(gains, dtype=np.float32), 0.0, 1.0).astype(np.float32)
+
+
+def procedural_texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A random texture ``[height, width]`` float32 spanning [0, 1] (no files, no downloads).
+
+    One of three families, so occluders look like objects rather than one learnable pattern: fractal value
+    noise (2-4 octaves of bilinearly upsampled random grids: stone, foliage, fabric), an oriented grating
+    with a random period (stripes, blinds), or a checkerboard with random cells (tiles, boxes). A patch too
+    small for a pattern still gets pixel noise.
+    """
+    kind = int(rng.integers(3))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if kind == 0:
+        tex = np.zeros((height, width), np.float32)
+        for octave in range(int(rng.integers(2, 5))):
+            cells = 2 ** (octave + 1)
+            grid = rng.random((cells + 1, cells + 1), dtype=np.float32)
+            tex += cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR) / 2**octave
+    elif kind == 1:
+        theta = rng.uniform(0, np.pi)
+        period = rng.uniform(3.0, max(4.0, 0.5 * max(height, width)))
+        phase = rng.uniform(0, 2 * np.pi)
+        tex = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + phase)
+    else:
+        cell = rng.uniform(2.0, max(3.0, 0.4 * max(height, width)))
+        tex = ((np.floor(xx / cell) + np.floor(yy / cell)) % 2).astype(np.float32)
+    tex = tex + 0.15 * rng.random((height, width), dtype=np.float32)  # sensor-like grain
+    span = float(tex.max() - tex.min())
+    return ((tex - tex.min()) / span if span > 0 else np.zeros_like(tex)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Occluder:
-    """One rectangle in input px (``x0, y0`` inclusive, ``x1, y1`` exclusive) and how to fill it."""
+    """One occluder in input px: its box (``x0, y0`` inclusive, ``x1, y1`` exclusive) and how to fill it.
+
+    Flat (the default): depth becomes missing (0); RGB gets uniform noise (``noise``) or the image's mean
+    colour. Textured: a procedural texture (:func:`procedural_texture`) inside the box, or inside the
+    ellipse inscribed in it (``ellipse``): for RGB between two random colours; for depth a surface in front
+    of the scene with a relief of a few centimetres, as a real object between camera and person would be.
+    """
 
     x0: int
     y0: int
     x1: int
     y1: int
-    noise: bool  # RGB only: uniform noise instead of the image's mean colour
+    noise: bool  # RGB only: uniform noise instead of the image's mean colour (flat fill)
+    textured: bool = False
+    ellipse: bool = False
+
+
+def _occluder_mask(occ: Occluder) -> np.ndarray:
+    """``[h, w]`` bool of the pixels an occluder covers inside its box."""
+    h, w = occ.y1 - occ.y0, occ.x1 - occ.x0
+    if not occ.ellipse:
+        return np.ones((h, w), bool)
+    yy, xx = np.mgrid[0:h, 0:w]
+    return ((xx + 0.5 - w / 2) / (w / 2)) ** 2 + ((yy + 0.5 - h / 2) / (h / 2)) ** 2 <= 1.0
+
+
+def _textured_fill(
+    out: np.ndarray, occ: Occluder, depth: bool, rng: np.random.Generator, mask: np.ndarray
+) -> np.ndarray:
+    """The ``[h, w, C]`` pixels of one textured occluder painted over the current image ``out``."""
+    h, w = mask.shape
+    tex = procedural_texture(h, w, rng)
+    if depth:
+        under = out[occ.y0 : occ.y1, occ.x0 : occ.x1, 0][mask]
+        valid = under[under > 0]
+        scene = out[..., 0][out[..., 0] > 0]
+        # nearer than whatever it covers (or than the scene's median when it covers no measurement)
+        reference = float(valid.min()) if valid.size else float(np.median(scene)) if scene.size else 2.0
+        front = max(0.3, reference - float(rng.uniform(0.2, 0.8)))
+        relief = float(rng.uniform(0.02, 0.10))
+        return (front + relief * (tex - 0.5))[..., None].astype(np.float32)
+    low, high = rng.random(out.shape[2], dtype=np.float32), rng.random(out.shape[2], dtype=np.float32)
+    return (low + (high - low) * tex[..., None]).astype(np.float32)
 
 
 def add_occluders(image: np.ndarray, occluders: Sequence[Occluder], depth: bool, rng: np.random.Generator):
     """Paint ``occluders`` into ``image`` ``[H, W, C]`` (a copy is returned).
 
-    Fill is "background": 0 (missing) for depth; for RGB either uniform noise or the mean colour of
-    the image, so the network cannot learn a single occluder colour. Keypoint visibility is left as
-    it is on purpose: the target under an occluder is still supervised, which is what teaches the
-    network to infer hidden joints from context.
+    Flat fill is "background": 0 (missing) for depth; for RGB either uniform noise or the mean colour of
+    the image, so the network cannot learn a single occluder colour. Textured fill: see :class:`Occluder`.
+    Keypoint visibility is left as it is on purpose: the target under an occluder is still supervised,
+    which is what teaches the network to infer hidden joints from context.
     """
     out = image.copy()
     for occ in occluders:
         patch = out[occ.y0 : occ.y1, occ.x0 : occ.x1]
-        if depth:
+        if occ.textured:
+            mask = _occluder_mask(occ)
+            fill = _textured_fill(out, occ, depth, rng, mask)
+            patch[mask] = fill[mask]
+        elif depth:
             patch[...] = 0.0
         elif occ.noise:
             patch[...] = rng.random(patch.shape, dtype=np.float32)
@@ -218,6 +293,11 @@ class AugmentConfig:
         occluder_prob: probability that a sample gets occluders at all.
         occluder_max_count: 1..max rectangles when it does.
         occluder_size: side lengths as fractions ``(min, max)`` of the input's sides.
+        occluder_texture: textured occluders (procedural textures, half of them elliptic; depth: a surface
+            in front of the scene) instead of flat ones; closer to the integral-regression report's pasted
+            VOC objects without downloading them.
+        color_jitter: RGB inputs, each channel times its own factor ``U(1 +- color_jitter)`` (the report's
+            "color shift", 0.2 there); 0 disables it.
     """
 
     enabled: bool = True
@@ -231,6 +311,8 @@ class AugmentConfig:
     occluder_prob: float = 0.5
     occluder_max_count: int = 3
     occluder_size: tuple[float, float] = (0.1, 0.3)
+    occluder_texture: bool = False
+    color_jitter: float = 0.0
 
     def __post_init__(self):
         lo, hi = self.occluder_size
@@ -240,6 +322,8 @@ class AugmentConfig:
             raise ValueError(f"scale must be in [0, 1), got {self.scale}")
         if self.occluder_max_count < 1:
             raise ValueError(f"occluder_max_count must be >= 1, got {self.occluder_max_count}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
 
 
 @dataclass(frozen=True)
@@ -253,6 +337,7 @@ class AugmentParams:
     brightness: float = 0.0
     contrast: float = 1.0
     occluders: tuple[Occluder, ...] = field(default_factory=tuple)
+    channel_gains: tuple[float, ...] | None = None  # RGB colour jitter, one factor per channel
 
 
 def sample_augmentation(
@@ -261,7 +346,8 @@ def sample_augmentation(
     """Draw the parameters of one sample's augmentation from ``rng``.
 
     Every random number of a sample comes from here (and from ``rng`` in :func:`add_occluders`), drawn
-    in a fixed order, so one generator per sample fully determines its augmentation.
+    in a fixed order, so one generator per sample fully determines its augmentation. Options that are off
+    draw nothing, so turning on a new option leaves the draws of the existing ones as they were.
     """
     if cfg is None or not cfg.enabled:
         return AugmentParams()
@@ -280,7 +366,14 @@ def sample_augmentation(
             oh = max(1, round(rng.uniform(*cfg.occluder_size) * height))
             cx, cy = rng.uniform(0, width), rng.uniform(0, height)
             x0, y0 = max(0, round(cx - ow / 2)), max(0, round(cy - oh / 2))
+            noise = bool(rng.random() < 0.5)
+            ellipse = bool(rng.random() < 0.5) if cfg.occluder_texture else False
             occluders.append(
-                Occluder(x0, y0, min(width, x0 + ow), min(height, y0 + oh), noise=bool(rng.random() < 0.5))
+                Occluder(
+                    x0, y0, min(width, x0 + ow), min(height, y0 + oh), noise, cfg.occluder_texture, ellipse
+                )
             )
-    return AugmentParams(flip, scale, rotation, depth_shift, brightness, contrast, tuple(occluders))
+    gains = None
+    if cfg.color_jitter > 0:
+        gains = tuple(float(g) for g in rng.uniform(1.0 - cfg.color_jitter, 1.0 + cfg.color_jitter, size=3))
+    return AugmentParams(flip, scale, rotation, depth_shift, brightness, contrast, tuple(occluders), gains)

@@ -8,8 +8,8 @@ the per-axis linear layers, shared by all keypoints and all supervised stages. B
 over H; a 3D head adds z over its depth bins).
 
 Output: ``model(x[B, C, H, W]) -> list`` with one tuple ``(x_logits[B, K, W' k], y_logits[B, K, H' k][, z])``
-per supervised stage, final stage last (``W' = W / stride``). That is not the heatmap-model contract of
-docs/CONTRACTS.md: the training module, scoring and flip test need the integration step of issue 17.
+per supervised stage, final stage last (``W' = W / stride``): the ``simcc`` output kind of
+:mod:`heatlit.training.outputs` (flip test, scoring and figure), built by ``representation=simcc``.
 """
 
 from __future__ import annotations

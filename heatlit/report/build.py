@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,13 @@ from heatlit.report.collect import (
     unique_jobs,
     varying_axes,
 )
+from heatlit.report.failures import ERROR_LINE
+from heatlit.report.multiperson import section_markdown as multiperson_markdown
+from heatlit.report.paper import write_paper
 from heatlit.report.plots import decoders_plot, qualitative_grid, stride_plot
+from heatlit.report.representations import RepresentationTable, build_table, varies_by_representation
+from heatlit.report.representations import to_markdown as representations_markdown
+from heatlit.report.representations import write_csv as write_representations_csv
 from heatlit.report.tables import (
     Table,
     effect_table,
@@ -60,6 +67,11 @@ class Sweep:
             self.rows, self.axes, present_metrics(self.rows) if all_metrics else None, self.split
         )
 
+    @functools.cached_property
+    def representations(self) -> RepresentationTable | None:
+        """Each representation with its best decoder (:mod:`heatlit.report.representations`), when several ran."""
+        return build_table(self.root) if varies_by_representation(self.jobs) else None
+
     def effect(self) -> Table | None:
         """Unquant minus quant per model (and other axes) x decoder; None for a single encoding."""
         return effect_table(self.rows, self.axes)
@@ -96,19 +108,28 @@ def no_results_message(root: Path, failed: list[FailedJob], split: str) -> str:
     if not failed:
         return f"no Hydra job (.hydra/overrides.yaml) found under {root}"
     lines = [f"no finished job in {root}: {len(failed)} job(s), none with usable '{split}' results"]
-    lines += [f"  {relative(f.path, root)}: {f.status}" for f in failed]
+    lines += [f"  {relative(f.path, root)}: {f.describe()}" for f in failed]
     return "\n".join(lines)
 
 
 def failed_markdown(sweep: Sweep) -> str:
     if not sweep.failed:
         return "None: every job finished.\n"
-    lines = ["| job | overrides | status |", "| --- | --- | --- |"]
+    lines = ["| job | overrides | status | last error line |", "| --- | --- | --- | --- |"]
     for f in sweep.failed:
         overrides = " ".join(f.overrides) or "–"
-        status = f.status.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{relative(f.path, sweep.root)}` | `{overrides}` | {status} |")
+        status, line = (text.replace("|", "\\|").replace("\n", " ") for text in (f.status, failure_line(f)))
+        lines.append(f"| `{relative(f.path, sweep.root)}` | `{overrides}` | {status} | {line} |")
     return "\n".join(lines) + "\n"
+
+
+def failure_line(job: FailedJob) -> str:
+    """The report.md cell: the last error line and its log, the last log line when no error was found."""
+    if job.line is None:
+        return "no log line"
+    prefix = "" if job.line_kind == ERROR_LINE else f"({job.line_kind}) "
+    source = f" ({job.line_source.name})" if job.line_source is not None else ""
+    return f"{prefix}{job.line}{source}"
 
 
 def distinct(texts) -> list[str]:
@@ -121,6 +142,8 @@ def describe_data(dataset) -> str | None:
     if not dataset:
         return None
     scored = f"{dataset.get('pck')} normalised by the {dataset.get('norm')}"
+    if dataset.get("multi_person"):
+        scored = "several people per frame, candidate peaks scored by P/R/F1/AP"
     if dataset.get("oks_sigmas"):
         scored += ", COCO OKS AP"
     return f"{dataset.get('name')}: {len(dataset.get('keypoints') or [])} keypoints, {scored}"
@@ -159,7 +182,8 @@ def header_markdown(sweep: Sweep) -> str:
     return "\n".join(lines) + "\n"
 
 
-UNITS = {"pckh": "PCKh", "pck@": "PCK", "auc": "AUC", "ap": "AP", "ar": "AR"}  # prefixes of percent metrics
+# prefixes of percent metrics
+UNITS = {"pckh": "PCKh", "pck@": "PCK", "auc": "AUC", "ap": "AP", "ar": "AR", "peak_": "peak AP/F1/P/R"}
 
 
 def units(metrics: list[str]) -> str:
@@ -180,8 +204,25 @@ def units(metrics: list[str]) -> str:
     return ", ".join(parts)
 
 
-def report_markdown(sweep: Sweep, figures: dict[str, Path], unreadable: list[Path]) -> str:
-    """The whole ``report.md``: header, results, encoding effect, failed jobs, figures."""
+def paper_markdown(files: dict[str, Path], lines: list[str]) -> list[str]:
+    """The section pointing at the reproduction report's layout (table2.md, table3.md, claims.md)."""
+    if not files:
+        return [f"{line}.\n" for line in lines]
+    links = ", ".join(f"[{name}]({name})" for name in files if name.endswith(".md"))
+    return [
+        "## In the reproduction report's layout\n",
+        f"Its Table 2, Table 3 and claims, ours beside its numbers: {links}.\n",
+        "".join(f"- {line}\n" for line in lines),
+    ]
+
+
+def report_markdown(
+    sweep: Sweep,
+    figures: dict[str, Path],
+    unreadable: list[Path],
+    paper: tuple[dict[str, Path], list[str]] = ({}, []),
+) -> str:
+    """The whole ``report.md``: header, results, encoding effect, the report's layout, failed jobs, figures."""
     table, effect = sweep.table(), sweep.effect()
     parts = [
         header_markdown(sweep),
@@ -196,6 +237,16 @@ def report_markdown(sweep: Sweep, figures: dict[str, Path], unreadable: list[Pat
             f"{effect.note}.\n",
             to_markdown(effect),
         ]
+    if sweep.representations is not None:
+        parts += [
+            "## Representations: each with its best decoder\n",
+            representations_markdown(sweep.representations),
+            "Also as [representations.csv](representations.csv).\n",
+        ]
+    multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
+    if multiperson:
+        parts.append(multiperson)
+    parts += paper_markdown(*paper)
     parts += ["## Failed jobs\n", failed_markdown(sweep)]
     if figures or unreadable:
         parts.append("## Figures\n")
@@ -233,10 +284,23 @@ def write_tables(sweep: Sweep, out: Path) -> dict[str, Path]:
             f"## {effect.title}\n\n{effect.note}.\n\n" + to_markdown(effect)
         )
         written["encoding_effect.csv"] = write_csv(effect, out / "encoding_effect.csv")
+    representations = sweep.representations
+    if representations is not None:
+        written["representations.md"] = out / "representations.md"
+        written["representations.md"].write_text(
+            "## Representations: each with its best decoder\n\n" + representations_markdown(representations)
+        )
+        written["representations.csv"] = write_representations_csv(
+            representations, out / "representations.csv"
+        )
+    multiperson = multiperson_markdown(sweep.rows, sweep.axes, sweep.split)
+    if multiperson:
+        written["multiperson.md"] = out / "multiperson.md"
+        written["multiperson.md"].write_text(multiperson)
     return written
 
 
-def print_report(sweep: Sweep, written: dict[str, Path], console) -> None:
+def print_report(sweep: Sweep, written: dict[str, Path], console, paper_lines: list[str] = ()) -> None:
     """The tables, the failed jobs and where everything went, on a rich console."""
     from rich.text import Text
 
@@ -251,10 +315,12 @@ def print_report(sweep: Sweep, written: dict[str, Path], console) -> None:
                 ("failed job ", "bold red"),
                 relative(f.path, sweep.root),
                 f" [{' '.join(f.overrides)}]: ",
-                (f.status, "red"),
+                (f.describe(), "red"),
             ),
             soft_wrap=True,
         )
+    for line in paper_lines:
+        console.print(line, soft_wrap=True)
     console.print(
         f"{len(sweep.jobs)} job(s) finished, {len(sweep.failed)} failed; "
         f"total wall time {duration(sweep.wall_time_s())} on {sweep.devices()}"
@@ -288,10 +354,12 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     written = write_tables(sweep, out)
+    paper = write_paper(sweep.rows, sweep.axes, sweep.split, out)
+    written.update(paper[0])
     figures, unreadable = write_figures(sweep, out)
     written.update(figures)
     written["report.md"] = out / "report.md"
-    written["report.md"].write_text(report_markdown(sweep, figures, unreadable))
+    written["report.md"].write_text(report_markdown(sweep, figures, unreadable, paper))
     if console is not None:
-        print_report(sweep, written, console)
+        print_report(sweep, written, console, paper[1])
     return written

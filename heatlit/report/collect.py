@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from heatlit.report.failures import LOG_LINE, diagnose
 from heatlit.results import FILE_NAME, ResultsError, RunResults, read_results
 
 # Axes always shown, in this order, whether or not they vary: they are what Table 2 is about.
@@ -57,11 +58,31 @@ class Row:
 
 @dataclass(frozen=True)
 class FailedJob:
-    """A job without usable results: crashed, still running, or its results.json is damaged."""
+    """A job without usable results: crashed, still running, or its results.json is damaged.
+
+    ``line`` is the last error line of the job's logs (``line_kind`` :data:`~heatlit.report.failures.ERROR_LINE`,
+    found in ``line_source``), else the last line any log wrote (:data:`~heatlit.report.failures.LOG_LINE`), else
+    None (no log at all).
+    """
 
     path: Path
     overrides: tuple[str, ...]
     status: str
+    line: str | None = None
+    line_kind: str = LOG_LINE
+    line_source: Path | None = None
+
+    def describe(self) -> str:
+        """``<status>; last error line (train.log): <line>``; the status alone when no log wrote a line."""
+        if self.line is None:
+            return self.status
+        where = ""
+        if self.line_source is not None:
+            src = self.line_source  # the job's own log, or a launcher's capture outside the job folder
+            where = (
+                f" ({src.relative_to(self.path).as_posix() if src.is_relative_to(self.path) else src.name})"
+            )
+        return f"{self.status}; {self.line_kind}{where}: {self.line}"
 
 
 def label(value: Any) -> str:
@@ -90,13 +111,36 @@ def find_job_dirs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
 
 
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; None when it is missing or unreadable."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 def read_overrides(job_dir: Path) -> tuple[str, ...]:
     """The job's command-line overrides; empty when the file is unreadable (that alone is no failure)."""
-    try:
-        loaded = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return ()
+    loaded = read_yaml(job_dir / ".hydra" / "overrides.yaml")
     return tuple(str(o) for o in loaded) if isinstance(loaded, list) else ()
+
+
+def hydra_job(job_dir: Path) -> tuple[dict[str, Any], int | None, str | None]:
+    """The job's config-group choices (as results.json's ``choices`` would hold them, plus the seed), its
+    Hydra job number and launcher, from ``.hydra/``: what a job that never wrote results.json still tells."""
+    hydra = (read_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
+    runtime = hydra.get("runtime") or {}
+    choices = {
+        str(k): v
+        for k, v in (runtime.get("choices") or {}).items()
+        if "@" not in str(k) and not str(k).startswith("hydra/")  # decoders are scored, not chosen
+    }
+    config = read_yaml(job_dir / ".hydra" / "config.yaml")
+    if isinstance(config, dict) and "seed" in config:
+        choices["seed"] = config["seed"]
+    num = (hydra.get("job") or {}).get("num")
+    launcher = (runtime.get("choices") or {}).get("hydra/launcher")
+    return choices, num if isinstance(num, int) else None, launcher
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
@@ -161,6 +205,13 @@ def job_rows(job: Job, split_results: Mapping[str, Mapping]) -> list[Row]:
     ]
 
 
+def failed_job(job_dir: Path, root: Path, overrides: tuple[str, ...], status: str) -> FailedJob:
+    """A job without usable results, with the last error line its logs hold (:func:`diagnose`)."""
+    _, num, _ = hydra_job(job_dir)
+    _, line, kind, source = diagnose(job_dir, root, num)
+    return FailedJob(job_dir, overrides, status, line, kind, source)
+
+
 def collect(multirun_dir: str | Path, split: str = "test") -> tuple[list[Row], list[FailedJob]]:
     """Read every job of a multirun (or a single run) directory.
 
@@ -184,7 +235,7 @@ def collect(multirun_dir: str | Path, split: str = "test") -> tuple[list[Row], l
         overrides = read_overrides(job_dir)
         run, status = read_job_results(job_dir, split)
         if run is None:
-            failed.append(FailedJob(job_dir, overrides, status))
+            failed.append(failed_job(job_dir, root, overrides, status))
             continue
         rows.extend(job_rows(make_job(job_dir, overrides, run), run.stage(split)))
     return rows, failed

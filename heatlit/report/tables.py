@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heatlit.report.collect import Row, natural_key
-from heatlit.results import ordered_metrics
+from heatlit.results import LOWER_IS_BETTER, ordered_metrics
 
 # Table 2 of the reproduction: these columns, when present, in METRIC_ORDER.
 TABLE_METRICS = frozenset({"pckh@0.1", "pckh@0.5", "rmse", "mpjpe", "ap"})
-LOWER_IS_BETTER = frozenset({"rmse", "mpjpe", "mean_error"})
 LABELS = {
     "pckh@0.1": "PCKh@0.1",
     "pckh@0.5": "PCKh@0.5",
@@ -42,9 +41,20 @@ class Table:
     note: str = ""
 
 
+_PEAK_LABELS = {
+    "peak_ap": "AP",
+    "peak_f1": "F1",
+    "peak_p": "P",
+    "peak_r": "R",
+}  # heatlit.metrics.PeakDetection
+
+
 def metric_label(metric: str, arrow: bool = True) -> str:
-    """Column header: ``PCKh@0.1 ↑``, ``RMSE ↓``."""
-    name = LABELS.get(metric, metric)
+    """Column header: ``PCKh@0.1 ↑``, ``RMSE ↓``, ``F1@2px ↑`` (multi-person peaks, distance in input px)."""
+    kind, _, at = metric.partition("@")
+    name = LABELS.get(metric) or (
+        f"{_PEAK_LABELS[kind]}{f'@{at}px' if at else ' (mean)'}" if kind in _PEAK_LABELS else metric
+    )
     return f"{name} {'↓' if metric in LOWER_IS_BETTER else '↑'}" if arrow else name
 
 

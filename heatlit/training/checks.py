@@ -22,7 +22,9 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"no '{group}' selected; choose one with {group}=<name> (see conf/{group}/)")
     sigma = _get(cfg, "encoding.sigma")
     sigmas = sigma if OmegaConf.is_list(sigma) else [sigma]
-    if sigma is None or any(not isinstance(s, int | float) or s <= 0 for s in sigmas):
+    # a Gaussian encoder needs its sigma; another representation's is optional, checked when given
+    needed = str(_get(cfg, "encoding._target_", "")).endswith("GaussianEncoder")
+    if (sigma is not None or needed) and any(not isinstance(s, int | float) or s <= 0 for s in sigmas):
         raise ConfigError(f"encoding.sigma must be > 0 (heatmap pixels), got {sigma}")
     data_stride, model_stride = _get(cfg, "data.stride"), _get(cfg, "model.stride")
     if data_stride is not None and model_stride is not None and data_stride != model_stride:
@@ -68,6 +70,19 @@ def check_decoders(decoders: Mapping, head_dim: int) -> None:
             raise ConfigError(
                 f"decoder '{name}' ({decoder!r}) decodes {dims}-D maps but the model head outputs {head_dim}-D"
             )
+
+
+def check_bottom_up_loss(loss, data: str) -> None:
+    """Multi-person data has bottom-up targets (every person in one channel): only a heatmap loss learns
+    them; a coordinate loss (integral, DSNT, SimCC, offsets) needs one keypoint per channel."""
+    from heatlit.training.losses import HeatmapLoss
+
+    if type(loss) is not HeatmapLoss or loss.integral_weight > 0:
+        raise ConfigError(
+            f"the multi-person {data} data trains bottom-up heatmaps (several people per channel): "
+            f"use loss=mse, not {type(loss).__name__}"
+            + (" with an integral term" if isinstance(loss, HeatmapLoss) else "")
+        )
 
 
 def check_model_data(model, grid) -> None:

@@ -162,3 +162,25 @@ def _close_file_logs(job_dir: Path) -> None:
     for handler in _file_handlers(job_dir):
         root.removeHandler(handler)
         handler.close()
+
+
+def record_failure(err: BaseException, summary: str | None = None) -> None:
+    """Write why the job failed into its log file(s) only (Hydra's ``train.log``), so that every launcher leaves
+    the last error line in the job's folder; the terminal already gets Hydra's report or heatlit's one line.
+
+    Args:
+        err: the exception.
+        summary: a one-line message for an expected error (configuration, checkpoint, data); None records
+            ``err`` with its traceback.
+    """
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not handlers:
+        return
+    logger = logging.getLogger("heatlit.job")
+    exc_info = None if summary is not None else (type(err), err, err.__traceback__)
+    record = logger.makeRecord(
+        logger.name, logging.ERROR, __file__, 0, summary or "job failed", None, exc_info
+    )
+    for handler in handlers:
+        if record.levelno >= handler.level:
+            handler.handle(record)

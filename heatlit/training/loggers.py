@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -76,3 +77,25 @@ def csv_logger(save_dir: str, name: str = "csv", version: str = "", resume_step:
             return self._experiment
 
     return ContinuedCSVLogger(save_dir, name=name, version=version, **kwargs)
+
+
+def tensorboard_logger(save_dir: str, name: str = "tensorboard", version: str = "", **kwargs):
+    """Lightning's ``TensorBoardLogger`` (through tensorboardX) with metric names TensorBoard accepts.
+
+    TensorBoard tags allow letters, digits, ``_ - / .`` only; heatlit's ``pckh@0.1`` becomes ``pckh_0.1`` here,
+    once, rather than by tensorboardX with a log line per metric and epoch.
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
+
+    class TagSafeTensorBoardLogger(TensorBoardLogger):
+        @rank_zero_only
+        def log_metrics(self, metrics, step=None) -> None:
+            super().log_metrics({tensorboard_tag(k): v for k, v in metrics.items()}, step)
+
+    return TagSafeTensorBoardLogger(save_dir, name=name, version=version, **kwargs)
+
+
+def tensorboard_tag(name: str) -> str:
+    """A metric name as a legal TensorBoard tag: every character outside ``[-/\\w.]`` becomes ``_``."""
+    return re.sub(r"[^-/\w.]", "_", name)

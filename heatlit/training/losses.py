@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from heatlit.codecs import soft_argmax
+from heatlit.codecs import megvii_heatmaps, soft_argmax
 
 Tensor = torch.Tensor
 
@@ -93,10 +93,47 @@ class HeatmapLoss(nn.Module):
         return total, parts
 
 
+class MSPNLoss(HeatmapLoss):
+    """Heatmap MSE with MSPN's per-stage targets (Li et al. 2019): early stages learn wider Megvii targets.
+
+    The last stage is compared with the encoding's target (``batch["heatmaps"]``: MSPN's final kernel 7 in
+    ``representation=mspn``); the stages before it with Megvii targets (:func:`heatlit.codecs.megvii_heatmaps`)
+    blurred by ``stage_kernels``, counted back from the stage before the last (MSPN's 15, 11, 9: a 2-stage model
+    uses 9, a 4-stage one all three; stages beyond the list reuse its first kernel). Those targets are encoded
+    from ``batch["keypoints_hm"]`` and the joints with ``target_weight > 0`` (a Megvii target's weight does not
+    depend on its kernel), with OpenCV's sigma for each kernel.
+    """
+
+    def __init__(
+        self, stage_kernels: Sequence[int] = (15, 11, 9), peak: float = 1.0, decode_beta: float = 20.0
+    ):
+        super().__init__(mse_weight=1.0, integral_weight=0.0, decode_beta=decode_beta)
+        self.stage_kernels = tuple(int(k) for k in stage_kernels)
+        if not self.stage_kernels or any(k < 1 or k % 2 == 0 for k in self.stage_kernels):
+            raise ValueError(
+                f"MSPNLoss: stage_kernels must be odd positive widths, got {list(stage_kernels)}"
+            )
+        self.peak = float(peak)
+
+    def forward(self, outputs: Sequence[Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        weight, final = batch["target_weight"], batch["heatmaps"]
+        n = final.dim() - 2
+        parts = {"mse": heatmap_mse(outputs[-1], final, weight)}
+        for back, o in enumerate(reversed(outputs[:-1])):
+            kernel = self.stage_kernels[max(len(self.stage_kernels) - 1 - back, 0)]
+            target, _ = megvii_heatmaps(
+                batch["keypoints_hm"][..., :n], weight > 0, final.shape[2:], kernel, None, self.peak
+            )
+            key = f"mse_k{kernel}"  # stages beyond the list share their kernel's entry
+            parts[key] = parts.get(key, 0.0) + heatmap_mse(o, target, weight)
+        return sum(parts.values()), parts
+
+
 # ---------------------------------------------------------------- losses of the other representations (issue 17)
 # Same module contract as HeatmapLoss: ``loss(outputs, batch) -> (total, parts)`` with ``outputs`` the model's
 # per-stage predictions (summed over stages) and ``batch`` the data module's dict. DSNTLoss, a heatmap loss,
-# also carries ``decode_beta`` for the soft-argmax decoder's config.
+# also carries ``decode_beta`` for the soft-argmax decoder's config. ``output_kind`` names the predictions a
+# loss reads (heatlit.training.outputs; a loss without it reads heatmaps).
 
 
 def _weighted_mean(per_joint: Tensor, weight: Tensor) -> Tensor:
@@ -231,6 +268,8 @@ class SimCCLoss(nn.Module):
     """:func:`simcc_loss` summed over stages. ``outputs``: per-stage tuples of per-axis logits; the labels are
     ``batch["heatmaps"]`` (where the data module puts the encoder's output), weights ``batch["target_weight"]``."""
 
+    output_kind = "simcc"
+
     def __init__(self, beta: float = 1.0, kind: str = "kl") -> None:
         super().__init__()
         if not beta > 0 or kind not in ("kl", "ce"):
@@ -272,6 +311,8 @@ def udp_offset_mse(pred: Tensor, target: Tensor, weight: Tensor, offset_weight: 
 
 class UDPOffsetLoss(nn.Module):
     """:func:`udp_offset_mse` summed over stages; targets are ``batch["heatmaps"]``."""
+
+    output_kind = "udp_offset"
 
     def __init__(self, offset_weight: float = 1.0) -> None:
         super().__init__()

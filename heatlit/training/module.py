@@ -13,6 +13,9 @@ from torch import nn
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.data.base import DatasetDescription
 from heatlit.training.losses import HeatmapLoss
+from heatlit.training.outputs import HeatmapOutput
+from heatlit.training.outputs import flip_heatmaps as flip_heatmaps  # its home before output kinds existed
+from heatlit.training.peaks import PeakScorer
 from heatlit.training.scoring import DecoderScorer
 
 Tensor = torch.Tensor
@@ -27,36 +30,46 @@ GROUPS_KEY = "heatlit_groups"
 SHAPE_KEY = "heatlit_shape"  # {"num_joints": K, "in_channels": C}
 
 
-def flip_heatmaps(heatmaps: Tensor, flip_index: Sequence[int]) -> Tensor:
-    """Mirror heatmaps horizontally and swap left/right channels.
+def scaled_input_size(size: Sequence[int], scale: float, multiple: int) -> tuple[int, int]:
+    """``(H, W)`` times ``scale``, each rounded to the nearest positive multiple of ``multiple`` (the model's)."""
+    return tuple(max(multiple, round(int(n) * scale / multiple) * multiple) for n in size)  # type: ignore[return-value]
 
-    With aligned pixel extents (see :func:`heatlit.codecs.coords.to_heatmap`) a flip is ``x -> W-1-x``
-    in input and heatmap space alike, so no one-pixel shift is needed (HRNet needs one because its
-    mapping is ``x / stride``).
 
-    Args:
-        heatmaps: ``[B, K, ..., W]``.
-        flip_index: ``[K]`` channel permutation (:attr:`DatasetDescription.flip_index`).
+def resize_maps(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
+    """Resize ``[B, C(, D), h, w]`` to ``[B, C(, D), *size]`` over the last two axes, pixel extents aligned.
+
+    ``align_corners=False`` maps ``[-0.5, w - 0.5]`` onto ``[-0.5, W - 0.5]``: the aligned mapping of
+    :mod:`heatlit.codecs.coords`, so an image and its heatmaps resized this way keep their coordinates'
+    meaning. ``mode`` ``"nearest-exact"`` (the same alignment without mixing values) suits depth images.
     """
-    flipped = torch.flip(heatmaps, dims=[-1])
-    return flipped[:, torch.as_tensor(flip_index, dtype=torch.long, device=heatmaps.device)]
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]) if maps.dim() != 4 else maps
+    kwargs = {} if mode.startswith("nearest") else {"align_corners": False}
+    out = torch.nn.functional.interpolate(flat, size=tuple(int(n) for n in size), mode=mode, **kwargs)
+    return out.reshape(*lead, *out.shape[-2:])
 
 
 class HeatmapModule(L.LightningModule):
-    """Trains a heatmap model and scores it with every configured decoder.
+    """Trains a heatmap model (or another coordinate representation's) and scores it with every configured decoder.
 
     Args:
-        model: ``model(image[B,C,H,W]) -> list[heatmaps]``, final prediction last.
-        loss: :class:`HeatmapLoss`.
+        model: ``model(image[B,C,H,W]) -> list[output]``, final prediction last; each output of the kind
+            ``output`` describes (heatmaps by default, see :mod:`heatlit.training.outputs`).
+        loss: ``loss(outputs, batch) -> (total, parts)``, e.g. :class:`HeatmapLoss`.
         decoders: name -> decoder; all of them are scored on validation and test.
-        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`); make_coco: ``stage ->``
+        make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
+            :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
             OKS AP metric (each split has its own annotation file).
         optimizer: partial ``params -> torch.optim.Optimizer``; scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
         grid: the heatmap grid the model predicts on (the data module's).
         description: the data's :class:`DatasetDescription` (flip test, qualitative figure, results.json).
         flip_test: average each prediction with the prediction on the mirrored input.
+        test_scales: multi-scale testing: run the model on the input resized by each factor, resize its
+            heatmaps back to the grid and average them (``(1.0,)``: single scale). Needs the aligned mapping.
         qualitative: how many test samples to keep for the qualitative figure.
+        output: the model's output kind (:class:`~heatlit.training.outputs.HeatmapOutput` by default): its
+            flip test and the map the qualitative figure draws.
     """
 
     def __init__(
@@ -73,16 +86,31 @@ class HeatmapModule(L.LightningModule):
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
         qualitative: int = 8,
+        test_scales: Sequence[float] = (1.0,),
+        output: HeatmapOutput | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.output = output if output is not None else HeatmapOutput()
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.grid, self.description = grid, description
         self.flip_test = bool(flip_test)
+        self.test_scales = tuple(float(f) for f in test_scales)
+        if not self.test_scales or any(not f > 0 for f in self.test_scales):
+            raise ValueError(f"test_scales must be positive factors, got {list(test_scales)}")
+        if self.test_scales != (1.0,) and grid.mapping.name != "aligned":
+            raise ValueError(f"multi-scale testing needs the aligned grid mapping, not {grid.mapping.name!r}")
+        if self.test_scales != (1.0,) and self.output.kind != "heatmap":
+            raise ValueError(
+                f"multi-scale testing resizes heatmaps; the model emits {self.output.kind} outputs"
+            )
         self.scorers = nn.ModuleDict(
             {
-                stage: DecoderScorer(
+                # several people per map: every decoder's candidate peaks against every person's joints
+                stage: PeakScorer(decoders, make_metrics, grid)
+                if description.multi_person
+                else DecoderScorer(
                     decoders,
                     make_metrics,
                     grid,
@@ -93,6 +121,7 @@ class HeatmapModule(L.LightningModule):
             }
         )
         self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.decode_times: dict[str, dict[str, dict[str, float | int]]] = {}  # stage -> decoder -> timing
         self.qualitative = int(qualitative)
         self.samples: dict[str, Tensor] = {}
         self.run_record: dict = {}  # CONFIG_KEY, CHOICES_KEY, ... -> plain containers, saved with every checkpoint
@@ -104,11 +133,30 @@ class HeatmapModule(L.LightningModule):
         return self.model(image)
 
     def predict_heatmaps(self, image: Tensor) -> Tensor:
-        """Final-stage heatmaps ``[B, K, ...]``, flip-averaged when flip testing is on."""
+        """Final-stage heatmaps ``[B, K, ...]`` on the grid of ``image``, flip-averaged when flip testing is on
+        and averaged over :attr:`test_scales` (each scale's maps resized back to the scale-1 size)."""
+        if self.test_scales == (1.0,):
+            return self._predict_at(image)
+        size = image.shape[-2:]
+        # depth resized by nearest: a blend of a person and the wall behind is a surface that exists nowhere
+        mode = "nearest-exact" if self.description.in_channels == 1 else "bilinear"
+        multiple = getattr(self.model, "size_multiple", 1)
+        total = None
+        for factor in self.test_scales:
+            scaled = scaled_input_size(size, factor, multiple)
+            heatmaps = self._predict_at(
+                image if tuple(scaled) == tuple(size) else resize_maps(image, scaled, mode)
+            )
+            if tuple(heatmaps.shape[-2:]) != tuple(self.grid.heatmap_size[-2:]):
+                heatmaps = resize_maps(heatmaps, self.grid.heatmap_size[-2:])
+            total = heatmaps if total is None else total + heatmaps
+        return total / len(self.test_scales)
+
+    def _predict_at(self, image: Tensor) -> Tensor:
         heatmaps = self.model(image)[-1]
         if self.flip_test:
             mirrored = self.model(torch.flip(image, dims=[-1]))[-1]
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, self.description.flip_index))
+            heatmaps = self.output.flip_average(heatmaps, mirrored, self.description.flip_index)
         return heatmaps
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -139,13 +187,13 @@ class HeatmapModule(L.LightningModule):
     def _kept(self) -> int:
         return 0 if not self.samples else self.samples["image"].shape[0]
 
-    def _keep(self, batch: dict, heatmaps: Tensor, predictions: dict[str, Tensor]) -> None:
+    def _keep(self, batch: dict, heatmaps, predictions: dict[str, Tensor]) -> None:
         take = self.qualitative - self._kept()
         new = {
             "image": batch["image"][:take, 0],
             "keypoints": batch["keypoints"][:take],
             "visible": batch["visible"][:take],
-            "heatmaps": heatmaps[:take].amax(1) if heatmaps.dim() == 4 else heatmaps[:take].amax((1, 2)),
+            "heatmaps": self.output.preview(heatmaps)[:take],
             **{f"pred/{k}": v[:take] for k, v in predictions.items()},
         }
         for key, value in new.items():
@@ -153,6 +201,8 @@ class HeatmapModule(L.LightningModule):
             self.samples[key] = value if key not in self.samples else torch.cat([self.samples[key], value])
 
     def _log_results(self, stage: str) -> None:
+        timed = getattr(self.scorers[stage], "decode_times", None)  # the multi-person scorer keeps no times
+        self.decode_times[stage] = timed() if timed else {}  # read before compute() resets them
         results = self.scorers[stage].compute()
         self.results[stage] = results
         flat = {

@@ -16,11 +16,26 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from heatlit.data.base import SPLITS
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
-from heatlit.results import FILE_NAME, decoder_table, ordered_metrics, read_results, write_results
+from heatlit.results import (
+    FILE_NAME,
+    LOWER_IS_BETTER,
+    decoder_table,
+    ordered_metrics,
+    read_results,
+    write_results,
+)
 from heatlit.training.artifacts import qualitative_figure
-from heatlit.training.checks import ConfigError, check_config, check_decoders, check_fits, check_model_data
+from heatlit.training.checks import (
+    ConfigError,
+    check_bottom_up_loss,
+    check_config,
+    check_decoders,
+    check_fits,
+    check_model_data,
+)
 from heatlit.training.gpu_lease import lease_gpu
 from heatlit.training.job import (
     discard_invocation,
@@ -28,10 +43,14 @@ from heatlit.training.job import (
     is_multirun,
     is_rank_zero,
     quiet_worker_logs,
+    record_failure,
     settle_job_dir,
 )
 from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_KEY, HeatmapModule
+from heatlit.training.noise import quiet_known_noise
+from heatlit.training.outputs import build_output, check_representation
 from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
+from heatlit.training.start import log_destinations, split_sizes, start_block, trainer_device
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +113,14 @@ def build_decoders(cfg: DictConfig) -> dict:
 
 def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
-    from heatlit.metrics import MPJPE, CocoOksAP, build_metrics
+    from heatlit.metrics import MPJPE, CocoOksAP, KeypointExpansion, PeakDetection, SampleOksAP, build_metrics
 
+    output, loss = build_output(cfg), instantiate(cfg.loss)
+    check_representation(output, datamodule.encoder, loss, decoders)
     desc, grid = datamodule.description, datamodule.grid
     try:
-        model = instantiate(cfg.model, num_joints=desc.num_keypoints, in_channels=desc.in_channels)
+        make_model = functools.partial(instantiate, cfg.model, in_channels=desc.in_channels)
+        model = output.build(make_model, desc.num_keypoints, grid)
     except InstantiationException as err:
         # bad options, an unreadable or unsafe pretrained file
         if isinstance(err.__cause__, ValueError | FileNotFoundError):
@@ -107,16 +129,26 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     check_model_data(model, grid)
     check_decoders(decoders, model.head_dim)
     make_metrics = functools.partial(build_metrics, desc.pck, num_joints=desc.num_keypoints)
+    if desc.multi_person:  # candidate peaks against every person (thresholds in input px)
+        check_bottom_up_loss(loss, desc.name)
+        make_metrics = functools.partial(PeakDetection, **(cfg.get("peaks") or {}))
     make_3d = functools.partial(MPJPE, root_index=desc.root) if model.head_dim == 3 else None
     make_coco = None
-    if desc.oks_sigmas is not None:  # each stage scores against its own split's annotation file
+    if desc.oks_sigmas is not None:
+        # each stage scores against its own split's annotation file, or its samples' own persons without one
+        bound = cfg.get("upper_bound")
 
-        def make_coco(stage: str) -> CocoOksAP:
-            return CocoOksAP(ann_file=datamodule.source(stage).ann_file, sigmas=desc.oks_sigmas)
+        def make_coco(stage: str) -> CocoOksAP | SampleOksAP:
+            # the keypoint-expansion upper bound is a test-time analysis, not a model-selection metric
+            expansion = KeypointExpansion(**bound) if bound and stage == "test" else None
+            ann_file = datamodule.source(stage).ann_file
+            if ann_file is None:
+                return SampleOksAP(desc.oks_sigmas, desc.keypoints, expansion=expansion)
+            return CocoOksAP(ann_file=ann_file, sigmas=desc.oks_sigmas, expansion=expansion)
 
     return HeatmapModule(
         model=model,
-        loss=instantiate(cfg.loss),
+        loss=loss,
         decoders=decoders,
         make_metrics=make_metrics,
         make_3d=make_3d,
@@ -127,6 +159,8 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         description=desc,
         flip_test=cfg.flip_test,
         qualitative=cfg.qualitative,
+        output=output,
+        test_scales=cfg.get("test_scales") or (1.0,),
     )
 
 
@@ -136,8 +170,10 @@ def monitor_key(cfg: DictConfig, datamodule) -> str:
 
 
 def build_trainer(cfg: DictConfig, monitor: str) -> L.Trainer:
+    # errors (MPJPE, RMSE) are minimised, ratios maximised: the best checkpoint is the best, whichever is watched
+    mode = "min" if monitor.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
     callbacks = [
-        instantiate(node, **({"monitor": monitor} if "monitor" in node else {}))
+        instantiate(node, **({"monitor": monitor, "mode": mode} if "monitor" in node else {}))
         for node in (cfg.get("callbacks") or {}).values()
         if node
     ]
@@ -195,6 +231,7 @@ def report(
         extra,
         grid=module.grid.describe(),
         dataset=module.description.to_dict(),
+        decode_time=module.decode_times,
     )
     log.info("results written to %s", path)
     if module.samples:
@@ -209,6 +246,19 @@ def report(
 
         plt.close(fig)
     return results
+
+
+def log_start(
+    title: str, picked: dict, decoders, monitor: str | None, out: Path, trainer, datamodule, splits=SPLITS
+) -> None:
+    """The one block a run logs as it starts (:mod:`heatlit.training.start`); rank zero only. ``splits``: those
+    the command uses (their sizes are shown)."""
+    if not trainer.is_global_zero:
+        return
+    logs = log_destinations(trainer.loggers, out)
+    sizes = split_sizes(datamodule, splits)
+    block = start_block(title, picked, list(decoders), monitor, out, trainer_device(trainer), sizes, logs)
+    log.info("%s", block)
 
 
 def run_record(cfg: DictConfig, picked: dict, groups: dict, datamodule) -> dict:
@@ -264,6 +314,7 @@ def train(cfg: DictConfig) -> dict:
         check_fits(module, plan.ckpt, plan.state_shapes, plan.shape, datamodule)
     monitor = monitor_key(cfg, datamodule)
     trainer = build_trainer(cfg, monitor)
+    log_start("heatlit.train", picked, decoders, monitor, out, trainer, datamodule)
     try:
         ckpt = None if plan.ckpt is None else str(plan.ckpt)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
@@ -307,11 +358,30 @@ EVAL_KEYS = (
     "flip_test",
     "monitor",
     "qualitative",
+    "upper_bound",
+    "test_scales",
     "output_dir",
     "trainer",
     "logger",
     "task_name",
 )
+
+
+def with_data(run_cfg: DictConfig, data: DictConfig | None) -> DictConfig:
+    """A checkpoint's run config with this command's data: ``data=<name>`` replaces the data config whole (a
+    merge would mix two sources' options); settings alone (``+data.source.data_dir=...``, no ``_target_``) are
+    merged into the run's own. The model's grid (stride, depth bins, mapping) stays the checkpoint's either way."""
+    if data is None:
+        return run_cfg
+    trained = run_cfg.data
+    if "_target_" in data:
+        run_cfg.data = data
+    else:
+        run_cfg.data = OmegaConf.merge(trained, data)
+    run_cfg.data.stride = trained.stride
+    run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
+    run_cfg.data.grid_mapping = trained.get("grid_mapping", "aligned")
+    return run_cfg
 
 
 def eval_checkpoint(target: Any) -> Path:
@@ -350,16 +420,12 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise ConfigError(f"{path} holds no heatlit run config; was it written by heatlit.train?")
-    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
-    # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; data, decoders and
-    # test options are this call's, each replaced whole (a merge would mix two data sources' options).
-    trained = run_cfg.data
-    for key in ("data", "decoders", "flip_test", "monitor", "qualitative"):
+    run_cfg = with_data(OmegaConf.create(checkpoint[CONFIG_KEY]), cfg.get("data"))
+    # The model (and so its stride and depth bins), encoding and loss are the checkpoint's; decoders and test
+    # options are this call's, each replaced whole.
+    for key in ("decoders", "flip_test", "monitor", "qualitative", "upper_bound", "test_scales"):
         if cfg.get(key) is not None:
             run_cfg[key] = cfg[key]
-    if cfg.get("data") is not None:
-        run_cfg.data.stride = trained.stride
-        run_cfg.data.heatmap_depth = trained.get("heatmap_depth")
     run_cfg.run_choices = checkpoint.get(CHOICES_KEY)
     run_cfg.output_dir = cfg.output_dir
     run_cfg.trainer = cfg.trainer
@@ -375,6 +441,16 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     module.load_state_dict(state, strict=False)
     trainer = build_trainer(run_cfg, monitor_key(run_cfg, datamodule))
+    log_start(
+        f"heatlit.eval {path}:",
+        choices(run_cfg),
+        module.scorers["test"].decoders,
+        None,
+        output_dir(run_cfg),
+        trainer,
+        datamodule,
+        splits=("test",),
+    )
     try:
         trainer.test(module, datamodule=datamodule, verbose=False)
         extra = {"checkpoint": str(path), "wall_time_s": round(time.time() - started, 1)}
@@ -385,7 +461,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def main_guard(fn, cfg: DictConfig) -> Any:
     """Run ``fn(cfg)``; a config, checkpoint or data error (missing file, corrupt data) becomes one message and
-    exit status 2, not a traceback."""
+    exit status 2, not a traceback. Any failure is also recorded in the job's log file (``train.log``: the last
+    error line the report and the dashboard show), and the known noise of every run is silenced first."""
+    quiet_known_noise()
     try:
         return fn(cfg)
     except (ConfigError, CheckpointError, FileNotFoundError, DataError) as err:
@@ -395,9 +473,16 @@ def main_guard(fn, cfg: DictConfig) -> Any:
         kind = {ConfigError: "configuration error", CheckpointError: "checkpoint error"}.get(
             type(err), "data error"
         )
+        record_failure(err, f"{kind}: {err}")
         # escaped: a path like `runs/[/x]` is text, not rich markup
         Console(stderr=True, soft_wrap=True).print(f"[bold red]{kind}:[/] {escape(str(err))}")
         # In a multirun, Hydra records a raised job failure and runs the remaining jobs; an exit would not.
         if os.environ.get("HEATLIT_RAISE") or is_multirun():
             raise
         raise SystemExit(2) from None
+    except Exception as err:
+        record_failure(err)
+        raise
+    except KeyboardInterrupt as err:
+        record_failure(err, "KeyboardInterrupt: stopped by the user")
+        raise

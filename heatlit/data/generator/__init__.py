@@ -17,7 +17,8 @@ Modules, in the order the data flows:
 - :mod:`.render`: the z-buffer renderer and the sensor's artefacts;
 - :mod:`.config`: every setting that changes the bytes, and the cache key built from them;
 - :mod:`.world`: subjects, cameras, rooms and the sample plan of each split;
-- :mod:`.cache`: rendering every split once into ``<data_dir>/synth-<hash>/`` and verifying it.
+- :mod:`.cache`: rendering every split once into ``<data_dir>/synth-<hash>/`` and verifying it;
+- :mod:`.crowd`: several people per frame (the multi-person layout, ``<data_dir>/synth_multi-<hash>/``).
 
-:class:`heatlit.data.synth.SynthSource` reads the cache as a data source.
+:class:`heatlit.data.synth.SynthSource` (and ``SynthMultiSource``) read the cache as a data source.
 """

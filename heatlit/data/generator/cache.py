@@ -1,4 +1,8 @@
-"""The rendered-data cache: every split of a config rendered once into ``<data_dir>/synth-<hash>/``.
+"""The rendered-data cache: every split of a config rendered once into ``<data_dir>/<prefix>-<hash>/``.
+
+What a sample stores and how it is rendered is the :class:`Layout` (:data:`SINGLE`, one person per frame,
+the ``synth-`` folders; :data:`heatlit.data.generator.crowd.CROWD`, several, the ``synth_multi-`` folders);
+everything else here is shared.
 
 Written to a temporary folder, fsynced and renamed into place with a manifest of counts, shapes, sizes and
 SHA-256 digests; a cache that does not verify is rebuilt, never read. Sizes and headers are checked every
@@ -15,7 +19,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +34,45 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
-FIELDS = {  # name -> (dtype, per-sample shape given (H, W))
-    "depth": (np.uint16, lambda h, w: (h, w)),
-    "keypoints": (np.float64, lambda h, w: (NUM_JOINTS, 2)),
-    "visible": (np.bool_, lambda h, w: (NUM_JOINTS,)),
-    "joints3d": (np.float32, lambda h, w: (NUM_JOINTS, 3)),
-    "cam_K": (np.float64, lambda h, w: (3, 3)),
-    "index": (np.int64, lambda h, w: (4,)),  # subject, activity index, frame, camera
-}
 _MANIFEST = "manifest.json"
 _CHUNK = 256  # samples per job when generating with several processes
-_FORMAT = "heatlit-synth"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One kind of rendered dataset: what a sample stores and the function that renders samples.
+
+    Attributes:
+        prefix: the cache folder is ``<data_dir>/<prefix>-<config hash>``; the manifest's format is
+            ``heatlit-<prefix>``.
+        fields: ``fields(cfg) -> {name: (dtype, per-sample shape)}``.
+        fill: ``fill(cfg, split, folder, start, stop, counter=None) -> count`` renders samples ``start:stop``
+            of ``split`` into the preallocated ``<split>_<name>.npy`` files of ``folder``. Module-level
+            functions, so generator processes can receive them.
+    """
+
+    prefix: str
+    fields: Callable[[SynthConfig], dict[str, tuple[type, tuple[int, ...]]]]
+    fill: Callable[..., int]
+
+    @property
+    def format(self) -> str:
+        return f"heatlit-{self.prefix}"
+
+    def folder(self, data_dir: str | Path, cfg: SynthConfig) -> Path:
+        return Path(data_dir) / f"{self.prefix}-{cfg.hash()}"
+
+
+def single_fields(cfg: SynthConfig) -> dict[str, tuple[type, tuple[int, ...]]]:
+    """One person per frame: name -> (dtype, per-sample shape)."""
+    return {
+        "depth": (np.uint16, (cfg.height, cfg.width)),
+        "keypoints": (np.float64, (NUM_JOINTS, 2)),
+        "visible": (np.bool_, (NUM_JOINTS,)),
+        "joints3d": (np.float32, (NUM_JOINTS, 3)),
+        "cam_K": (np.float64, (3, 3)),
+        "index": (np.int64, (4,)),  # subject, activity index, frame, camera
+    }
 
 
 # Files whose bytes matched their manifest digest in this process: path -> (size, mtime_ns) when checked.
@@ -80,7 +113,7 @@ def open_split(folder: Path, split: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"{manifest_path}: no readable entry for split {split!r} ({err!r})") from err
     arrays = {}
-    for name in FIELDS:
+    for name in files:  # verified against the layout when the cache was opened
         path = folder / f"{split}_{name}.npy"
         expected = (files.get(name) or {}).get("sha256")
         problem = (
@@ -93,16 +126,23 @@ def open_split(folder: Path, split: str) -> dict[str, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=2)
-def _world(cfg: SynthConfig) -> SynthWorld:
+def world_of(cfg: SynthConfig) -> SynthWorld:
     # One world per process and config: generator jobs reuse its parsed mocap and rendered backgrounds.
     return SynthWorld(cfg)
 
 
-def _fill(cfg: SynthConfig, split: str, folder: str, start: int, stop: int, counter=None) -> int:
+def open_for_filling(cfg: SynthConfig, layout: Layout, split: str, folder: str) -> dict[str, np.ndarray]:
+    """Writable memory maps of a split's preallocated files (what a layout's ``fill`` writes into)."""
+    return {
+        name: np.load(Path(folder) / f"{split}_{name}.npy", mmap_mode="r+") for name in layout.fields(cfg)
+    }
+
+
+def fill_single(cfg: SynthConfig, split: str, folder: str, start: int, stop: int, counter=None) -> int:
     """Render samples ``start:stop`` of ``split`` into the preallocated ``.npy`` files of ``folder``."""
-    world = _world(cfg)
+    world = world_of(cfg)
     plan = world.plan(split)
-    arrays = {name: np.load(Path(folder) / f"{split}_{name}.npy", mmap_mode="r+") for name in FIELDS}
+    arrays = open_for_filling(cfg, SINGLE, split, folder)
     split_id = SPLITS.index(split)
     i = start
     while i < stop:
@@ -161,7 +201,9 @@ def _clean_stale_temp(root: Path, name: str) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def verify_cache(folder: Path, cfg: SynthConfig, content: Sequence[str] = ()) -> str | None:
+def verify_cache(
+    folder: Path, cfg: SynthConfig, content: Sequence[str] = (), layout: Layout | None = None
+) -> str | None:
     """Check a cache folder against its manifest.
 
     Args:
@@ -169,6 +211,7 @@ def verify_cache(folder: Path, cfg: SynthConfig, content: Sequence[str] = ()) ->
         cfg: the config it must match.
         content: splits whose files' bytes are also checked against the SHA-256 recorded at write time
             (once per file and process, see :func:`check_content`); the others by size and header only.
+        layout: what the samples store (default :data:`SINGLE`).
 
     Returns:
         None if it is complete and matches, else a reason naming the file (for the log).
@@ -180,14 +223,14 @@ def verify_cache(folder: Path, cfg: SynthConfig, content: Sequence[str] = ()) ->
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as err:
         return f"{manifest_path} is unreadable ({err})"
-    if manifest.get("format") != _FORMAT or manifest.get("config_hash") != cfg.hash():
+    layout = layout or SINGLE
+    if manifest.get("format") != layout.format or manifest.get("config_hash") != cfg.hash():
         return f"{manifest_path} belongs to another config or format"
-    h, w = cfg.height, cfg.width
     for split in SPLITS:
         entry = manifest.get("splits", {}).get(split)
         if entry is None or entry.get("count") != cfg.frames(split):
             return f"{manifest_path}: split {split!r} count differs from the config"
-        for name, (dtype, shape_fn) in FIELDS.items():
+        for name, (dtype, shape) in layout.fields(cfg).items():
             info = entry["files"].get(name)
             path = folder / f"{split}_{name}.npy"
             if info is None or not path.is_file():
@@ -200,8 +243,8 @@ def verify_cache(folder: Path, cfg: SynthConfig, content: Sequence[str] = ()) ->
                 arr = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as err:
                 return f"{path} is not a readable .npy ({err})"
-            if arr.shape != (cfg.frames(split), *shape_fn(h, w)) or arr.dtype != np.dtype(dtype):
-                return f"{path} has shape {arr.shape} {arr.dtype}, expected {(cfg.frames(split), *shape_fn(h, w))}"
+            if arr.shape != (cfg.frames(split), *shape) or arr.dtype != np.dtype(dtype):
+                return f"{path} has shape {arr.shape} {arr.dtype}, expected {(cfg.frames(split), *shape)}"
             if split in content and (problem := check_content(path, info["sha256"])):
                 return problem
     return None
@@ -214,8 +257,9 @@ def build_cache(
     progress: bool = True,
     workers: int = 0,
     content: Sequence[str] = (),
+    layout: Layout | None = None,
 ) -> Path:
-    """Generate every split of ``cfg`` into ``<data_dir>/synth-<hash>`` unless a verified copy exists.
+    """Generate every split of ``cfg`` into ``<data_dir>/<prefix>-<hash>`` unless a verified copy exists.
 
     Args:
         data_dir: cache root.
@@ -225,17 +269,19 @@ def build_cache(
             The output does not depend on it: every sample has its own seed.
         content: splits whose bytes must match their recorded SHA-256 (see :func:`verify_cache`); a
             copy that fails is re-rendered.
+        layout: what the samples store and how they are rendered (default :data:`SINGLE`).
 
     Returns:
         The cache folder (complete and verified).
     """
+    layout = layout or SINGLE
     root = Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
-    name = f"synth-{cfg.hash()}"
-    final = root / name
+    final = layout.folder(root, cfg)
+    name = final.name
     _clean_stale_temp(root, name)
     if final.exists():
-        problem = verify_cache(final, cfg, content)
+        problem = verify_cache(final, cfg, content, layout)
         if problem is None:
             return final
         log.warning("synthetic cache %s is incomplete or corrupt (%s); rebuilding it", final, problem)
@@ -248,29 +294,28 @@ def build_cache(
     try:
         world = SynthWorld(cfg)
         plans = {split: world.plan(split) for split in SPLITS}
-        h, w = cfg.height, cfg.width
         for split in SPLITS:
             n = len(plans[split])
-            for fname, (dtype, shape_fn) in FIELDS.items():
+            for fname, (dtype, shape) in layout.fields(cfg).items():
                 np.lib.format.open_memmap(
-                    tmp / f"{split}_{fname}.npy", mode="w+", dtype=dtype, shape=(n, *shape_fn(h, w))
+                    tmp / f"{split}_{fname}.npy", mode="w+", dtype=dtype, shape=(n, *shape)
                 ).flush()
         total = sum(len(p) for p in plans.values())
         if workers <= 0:
             workers = min(os.cpu_count() or 1, 8) if total > 20000 else 1
         started = time.perf_counter()
-        _generate(cfg, plans, tmp, total, progress, workers)
+        _generate(cfg, layout, plans, tmp, total, progress, workers)
         elapsed = time.perf_counter() - started
         splits = {}
         for split in SPLITS:
             files = {}
-            for fname in FIELDS:
+            for fname in layout.fields(cfg):
                 path = tmp / f"{split}_{fname}.npy"
                 _fsync(path)
                 files[fname] = {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
             splits[split] = {"count": len(plans[split]), "files": files}
         manifest = {
-            "format": _FORMAT,
+            "format": layout.format,
             "version": GENERATOR_VERSION,
             "config_hash": cfg.hash(),
             "config": cfg.key(),
@@ -287,7 +332,9 @@ def build_cache(
         try:
             os.rename(tmp, final)
         except OSError:
-            if verify_cache(final, cfg) is None:  # another process finished the same config first
+            if (
+                verify_cache(final, cfg, layout=layout) is None
+            ):  # another process finished the same config first
                 shutil.rmtree(tmp, ignore_errors=True)
                 return final
             raise
@@ -302,7 +349,9 @@ def build_cache(
     return final
 
 
-def _generate(cfg: SynthConfig, plans: dict, folder: Path, total: int, progress: bool, workers: int) -> None:
+def _generate(
+    cfg: SynthConfig, layout: Layout, plans: dict, folder: Path, total: int, progress: bool, workers: int
+) -> None:
     """Render every planned sample, in-process or over ``workers`` processes, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -318,7 +367,7 @@ def _generate(cfg: SynthConfig, plans: dict, folder: Path, total: int, progress:
         task = bar.add_task(f"{cfg.width}x{cfg.height}", total=total)
         if workers == 1:
             for split in SPLITS:
-                _fill(cfg, split, str(folder), 0, len(plans[split]), lambda k: bar.advance(task, k))
+                layout.fill(cfg, split, str(folder), 0, len(plans[split]), lambda k: bar.advance(task, k))
             return
         jobs = [
             (split, s, min(s + _CHUNK, len(plans[split])))
@@ -326,6 +375,10 @@ def _generate(cfg: SynthConfig, plans: dict, folder: Path, total: int, progress:
             for s in range(0, len(plans[split]), _CHUNK)
         ]
         with cf.ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_fill, cfg, split, str(folder), a, b) for split, a, b in jobs]
+            futures = [pool.submit(layout.fill, cfg, split, str(folder), a, b) for split, a, b in jobs]
             for fut in cf.as_completed(futures):
                 bar.advance(task, fut.result())
+
+
+#: One person per frame (``data=synth``).
+SINGLE = Layout("synth", single_fields, fill_single)

@@ -72,6 +72,10 @@ class SynthConfig:
             raise ValueError(f"need at least 2 subjects (train + held out), got {self.subjects}")
         if min(self.train_frames, self.val_frames, self.test_frames) < 0:
             raise ValueError("frame counts must be >= 0")
+        # 50 and 50.0 are one setting: the cache key must not tell them apart (a YAML int vs a default)
+        for f in dataclasses.fields(self):
+            if f.type == "float":
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
         object.__setattr__(self, "cam_radius_mm", tuple(float(v) for v in self.cam_radius_mm))
         object.__setattr__(self, "cam_height_mm", tuple(float(v) for v in self.cam_height_mm))
 
@@ -94,12 +98,58 @@ class SynthConfig:
         return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-@functools.lru_cache(maxsize=1)
-def _code_fingerprint() -> str:
+@dataclass(frozen=True)
+class CrowdConfig(SynthConfig):
+    """A :class:`SynthConfig` with several people per frame (:mod:`heatlit.data.generator.crowd`).
+
+    Attributes (beyond :class:`SynthConfig`'s):
+        min_people, max_people: people per frame, drawn uniformly per sample (the planned subject plus
+            guests); a guest with no room in view after 30 tries is left out, so a crowded view can hold
+            fewer (none did in the default data).
+        guest_depth_mm: how far in front of the camera (along its viewing direction on the floor) a guest
+            stands, mm.
+        guest_fov: a guest's bearing is uniform within this fraction of the camera's horizontal field of
+            view, so most guests are at least partly in frame.
+        min_gap_mm: horizontal clearance between the footprints of two people (or a person and a wall).
+    """
+
+    min_people: int = 2
+    max_people: int = 4
+    guest_depth_mm: tuple[float, float] = (1800.0, 6500.0)
+    guest_fov: float = 0.9
+    min_gap_mm: float = 50.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.min_people <= self.max_people <= MAX_PEOPLE:
+            raise ValueError(
+                f"need 1 <= min_people <= max_people <= {MAX_PEOPLE}, got {self.min_people}, {self.max_people}"
+            )
+        depth = tuple(float(v) for v in self.guest_depth_mm)
+        if len(depth) != 2 or not 500.0 <= depth[0] <= depth[1]:
+            raise ValueError(f"guest_depth_mm must be (near, far) with 500 <= near <= far, got {depth}")
+        object.__setattr__(self, "guest_depth_mm", depth)
+        if not 0.0 < self.guest_fov <= 1.0:
+            raise ValueError(f"guest_fov must be in (0, 1], got {self.guest_fov}")
+
+    def key(self) -> dict:
+        d = super().key()
+        d["guest_depth_mm"] = list(self.guest_depth_mm)
+        d["crowd_code_sha256"] = _code_fingerprint(_CROWD_SOURCES)
+        return d
+
+
+#: People per frame the crowd layout can label apart (8-bit labels, see :mod:`.crowd`).
+MAX_PEOPLE = 7
+_CROWD_SOURCES = ("data/generator/crowd.py",)
+
+
+@functools.lru_cache(maxsize=2)
+def _code_fingerprint(sources: tuple[str, ...] = _GENERATOR_SOURCES) -> str:
     """SHA-256 of the generator's source, so editing the generator can never reuse stale caches."""
     h = hashlib.sha256()
     package = Path(__file__).resolve().parents[2]  # heatlit/
-    for name in _GENERATOR_SOURCES:
+    for name in sources:
         h.update((package / name).read_bytes())
     return h.hexdigest()
 

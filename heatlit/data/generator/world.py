@@ -193,16 +193,21 @@ def render_view(
     xy = project(camera.K, joints_cam)
     slack = world.bodies[subject - 1].visibility_slack
     visible = joint_visibility(depth, xy, joints_cam[:, 2], slack)
-    if rng is None:
-        stored = rd.clean_depth(depth)
-    else:
-        c = world.cfg
-        stored = rd.sensor_noise(depth, rng, c.noise_sigma, edge_drop=c.edge_drop, dropout=c.dropout)
     return {
-        "depth": rd.to_depth_units(stored),
+        "depth": sensor_depth(world.cfg, depth, rng),
         "clean_mm": depth,
         "label": label,
         "keypoints": xy,
         "visible": visible,
         "joints3d": joints_cam.astype(np.float32),
     }
+
+
+def sensor_depth(cfg: SynthConfig, depth_mm: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """What the sensor stores of a z-buffer: ``[H, W]`` mm -> uint16 100 um units, with the config's noise
+    and dropout drawn from ``rng`` (None: a clean sensor, only its range applied)."""
+    if rng is None:
+        stored = rd.clean_depth(depth_mm)
+    else:
+        stored = rd.sensor_noise(depth_mm, rng, cfg.noise_sigma, edge_drop=cfg.edge_drop, dropout=cfg.dropout)
+    return rd.to_depth_units(stored)

@@ -1,9 +1,12 @@
 """Why a job has no results: the last error line of its logs, or "running or crashed" when they do not say.
 
+Read by the report (failed jobs) and the dashboard (jobs without results).
+
 Where a Hydra job's text output lands:
 
-* ``<job dir>/<task>.log`` (``train.log``): Hydra's job log, every ``logging`` record of the job. Python's
-  traceback of a failed job is *not* in it: Hydra writes it to the terminal's stderr after the job.
+* ``<job dir>/<task>.log`` (``train.log``): Hydra's job log, every ``logging`` record of the job. heatlit's
+  entry points record a failing job's exception there (:func:`heatlit.training.run.main_guard`), traceback
+  and all; jobs run before that record only reached the terminal (Hydra prints it after the job).
 * ``<sweep dir>/.submitit/<array id>_<i>/<array id>_<i>_0_log.{err,out}`` (``hydra/launcher=slurm``): the
   task's captured stderr/stdout, traceback included. Array task ``i`` runs the i-th job of the launch,
   which is Hydra's job number for a grid sweep launched at once.
