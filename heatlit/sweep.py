@@ -30,7 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sweep_dir = Path("multirun") / name / time.strftime("%Y-%m-%d_%H-%M-%S")
     started = time.time()
-    cmd = [sys.executable, "-m", "heatlit.train", f"+sweep={name}", f"hydra.sweep.dir={sweep_dir}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "heatlit.train",
+        f"+sweep={name}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *overrides,
+    ]
     print("+", " ".join(cmd), flush=True)
     status = subprocess.call(cmd)
     print(
