@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench lint sweep clean
+.PHONY: help install train test test-all bench lint sweep study results check-readme clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-9s %s\n", $$1, $$2}'
@@ -39,6 +39,21 @@ lint: $(STAMP)  ## ruff (lint and format) and the import-layer contract
 
 sweep: $(STAMP)  ## CPU table2 sweep, then its report
 	$(PY) -m heatlit.sweep table2_cpu $(ARGS)
+
+study: $(STAMP)  ## CPU study of the encoding effect (seeds x quant/unquant, 2 jobs at once), then its 95% CIs
+	$(PY) -m heatlit.sweep study_cpu $(ARGS)
+	$(PY) -m heatlit.report.stats $$(ls -d multirun/study_cpu/*/ | tail -n 1)
+
+results: $(STAMP)  ## rerun README's experiments (default, study_cpu, representations_cpu: about 1 h on 2 cores) and rewrite its tables
+	d=outputs/results/$$(date +%Y-%m-%d_%H-%M-%S) && \
+	$(PY) -m heatlit.train output_dir=$$d/default && \
+	$(PY) -m heatlit.sweep study_cpu hydra.sweep.dir=$$d/study && \
+	$(PY) -m heatlit.sweep representations_cpu hydra.sweep.dir=$$d/representations && \
+	$(PY) -m heatlit.report.readme update --default $$d/default --study $$d/study --representations $$d/representations
+
+check-readme: $(STAMP)  ## train the default experiment into a fresh folder and compare README's table with it
+	d=outputs/check-readme/$$(date +%Y-%m-%d_%H-%M-%S) && \
+	$(PY) -m heatlit.train output_dir=$$d && $(PY) -m heatlit.report.readme check $$d
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun wandb lightning_logs .pytest_cache .ruff_cache
