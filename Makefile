@@ -42,7 +42,7 @@ sweep: $(STAMP)  ## CPU table2 sweep, then its report
 
 study: $(STAMP)  ## CPU study of the encoding effect (seeds x quant/unquant, 2 jobs at once), then its 95% CIs
 	$(PY) -m heatlit.sweep study_cpu $(ARGS)
-	$(PY) -m heatlit.report.stats $$(ls -d multirun/study_cpu/*/ | tail -n 1)
+	$(PY) -m heatlit.report.effects $$(ls -d multirun/study_cpu/*/ | tail -n 1)
 
 results: $(STAMP)  ## rerun README's experiments (default, study_cpu, representations_cpu: about 1 h on 2 cores) and rewrite its tables
 	d=outputs/results/$$(date +%Y-%m-%d_%H-%M-%S) && \

@@ -19,6 +19,10 @@ later the dashboard and predict commands). It imports nothing else of heatlit.
     ...            facts of the run: best_checkpoint, monitor, epochs, global_step, wall_time_s, device
                    (training) or checkpoint, wall_time_s (evaluation)
 
+Beside it, the test stage writes ``per_sample.npz`` (:mod:`heatlit.per_sample`): every decoder's per-joint
+test errors in input px, the scored-joint mask and the PCK(h) normaliser per sample, from which PCK(h), AUC,
+RMSE and mean error recompute as results.json holds them; the report pairs decoders per test sample with it.
+
 ``ap_bound`` (test only) is the keypoint-expansion upper bound of ``ap`` (``heatlit.metrics.oks``).
 
 Units: ratios (PCK, PCKh, AUC, AP, AR, and the multi-person ``peak_*`` precision / recall / F1 / AP) in

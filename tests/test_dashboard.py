@@ -18,7 +18,6 @@ import yaml
 
 from heatlit.dashboard.cli import main, write_dashboard
 from heatlit.dashboard.collect import collect, read_curves
-from heatlit.dashboard.interval import mean_interval, t_quantile_975
 from heatlit.report.failures import CRASHED, UNDECIDED, diagnose, last_error_line
 
 DECODERS = ("argmax", "dark")
@@ -200,20 +199,6 @@ def column(table, header: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- pieces
-
-
-def test_t_interval_matches_the_closed_form():
-    assert t_quantile_975(2) == pytest.approx(4.302653, abs=1e-6)
-    assert t_quantile_975(60) == pytest.approx(2.000298, abs=1e-5)  # expansion beyond the table
-    interval = mean_interval([1.0, 2.0, 3.0])
-    half = 4.302653 / math.sqrt(3)
-    assert (interval.mean, interval.low, interval.high, interval.n) == pytest.approx(
-        (2.0, 2 - half, 2 + half, 3)
-    )
-    single = mean_interval([1.5])
-    assert (single.method, single.low, single.high) == ("none", -math.inf, math.inf)
-    with pytest.raises(ValueError):
-        mean_interval([1.0, math.nan])
 
 
 def test_last_error_line_picks_the_closing_exception():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-from types import SimpleNamespace
+import math
 
+from heatlit.per_sample import write_per_sample
 from heatlit.report import collect, write_report
-from heatlit.report import paper as paper_mod
 from heatlit.report.build import Sweep
 from heatlit.report.paper import load_paper, write_paper
 from tests.test_report import table2_sweep, write_job
+from tests.test_report_seeds import per_sample
 
 METRICS = ("pckh@0.1", "pckh@0.5", "rmse")
 # SH_4S (full-size `hourglass`) w/ and w/o quant, every decoder on one forward pass: (PCKh-0.1, PCKh-0.5, RMSE).
@@ -116,7 +117,7 @@ CLAIMS_MD = """\
 
 Ours: test split of synth; 2 run(s), seed(s) 1314. The report's: HUMAN4D test split, seed 000, the reproduction report: Table 2 (sec. 4.1) and Table 3 (sec. 4.2.1).
 PCKh in percent. RMSE: ours in input pixels; the report's unit is not stated (docs/REPRODUCTION.md).
-Δ is oriented so that a positive value favours the claim (for RMSE: the other side minus the claimed side). A single run gives a difference without an error bar ("single run"); over several seeds a difference whose 95% CI contains 0 is not resolved. "report Δ" is the same difference in the report's numbers.
+Δ is oriented so that a positive value favours the claim (for RMSE: the other side minus the claimed side). Over several seeds: the mean paired difference and its 95% CI (Student t over seeds). A single run: decoders are compared on the same test samples, with a paired bootstrap 95% CI over them when the run left per_sample.npz; without it, or for the encodings, a single run has no error bar ("single run") and is judged by its sign. A difference whose interval contains 0 is not resolved. "report Δ" is the same difference in the report's numbers.
 
 ## Claim 1: DARK beats ArgMax, Standard and CoM for every model, encoding and metric
 
@@ -239,42 +240,68 @@ def several_seeds(root):
     return root
 
 
-def test_several_seeds_without_intervals_resolve_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(paper_mod, "_mean_interval", None)
+def test_several_seeds_are_judged_by_their_t_interval(tmp_path):
+    """Over 3 seeds, a difference is resolved only when its Student t 95% CI lies on one side of 0."""
     written, summary = paper_files(several_seeds(tmp_path / "mr"), tmp_path)
-    assert "| SH_4S (w/o quant) + DARK | 45.33 (n=3) | 45.17 |" in written["table2.md"].read_text()
+    per_seed = 4.302653 / math.sqrt(3)  # t_{0.975, 2} / sqrt(n): the half-width per unit of sd
+    # SH_4S (w/o quant) + DARK PCKh-0.1 over the seeds: 46, 44, 46 (sd sqrt(4/3))
+    table2 = written["table2.md"].read_text()
+    assert "Cells over several seeds: mean ± half-width, 95% CI, Student t, n=3 seeds." in table2
+    assert f"| SH_4S (w/o quant) + DARK | 45.33 ± {per_seed * math.sqrt(4 / 3):.2f} | 45.17 |" in table2
     claims = written["claims.md"].read_text()
-    assert summary[0] == "Claim 1: not resolved (3 seeds, no interval (heatlit.report.stats not available))"
+    # DARK's PCKh-0.1 (w/ quant): 44, 42, 44 (sd sqrt(4/3)); ArgMax's 40, 41, 39 (sd 1); CoM's 43, 44, 42
+    dark, one = f"43.33 ± {per_seed * math.sqrt(4 / 3):.2f}", f"{per_seed:.2f}"
+    # DARK - ArgMax per seed: 4, 1, 5; DARK - CoM: 1, -2, 2 (both sd sqrt(13/3)): neither resolved
+    wide = f"{per_seed * math.sqrt(13 / 3):.2f}"
     assert (
-        "| SH_4S (w/ quant) | ArgMax | PCKh-0.1 | 43.33 (n=3) | 40.00 (n=3) | +3.33 | 3 | not resolved |"
-        in claims
-    )
-
-
-def test_several_seeds_are_judged_by_their_interval(tmp_path, monkeypatch):
-    """With an interval (here: the range of the values, a stand-in for the statistics module), a difference
-    is resolved only when the whole interval lies on one side of 0."""
-    monkeypatch.setattr(paper_mod, "_mean_interval", lambda v: SimpleNamespace(low=min(v), high=max(v)))
-    written, summary = paper_files(several_seeds(tmp_path / "mr"), tmp_path)
-    assert "| SH_4S (w/o quant) + DARK | 45.33 ±1.00 | 45.17 |" in written["table2.md"].read_text()  # 44..46
-    claims = written["claims.md"].read_text()
-    # DARK - ArgMax per seed: 4, 1, 5 (all above 0); DARK - CoM: 1, -2, 2 (straddles 0)
-    assert (
-        "| SH_4S (w/ quant) | ArgMax | PCKh-0.1 | 43.33 ±1.00 | 40.00 ±1.00 | +3.33 ±2.00 | 3 | supports |"
+        f"| SH_4S (w/ quant) | ArgMax | PCKh-0.1 | {dark} | 40.00 ± {one} | +3.33 ± {wide} | 3 | not resolved |"
         in claims
     )
     assert (
-        "| SH_4S (w/ quant) | CoM | PCKh-0.1 | 43.33 ±1.00 | 43.00 ±1.00 | +0.33 ±2.00 | 3 | not resolved |"
+        f"| SH_4S (w/ quant) | CoM | PCKh-0.1 | {dark} | 43.00 ± {one} | +0.33 ± {wide} | 3 | not resolved |"
         in claims
     )
-    assert (
-        "| SH_4S (w/ quant) | CoM | RMSE | 3.60 ±0.10 | 3.50 ±0.10 | -0.10 ±0.00 | 3 | contradicts |"
-        in claims
-    )
+    # RMSE moves with the seed by the same amount for every decoder: a constant difference, resolved
+    assert "| SH_4S (w/ quant) | CoM | RMSE | " in claims and "| -0.10 ± 0.00 | 3 | contradicts |" in claims
     assert summary == [
         "Claim 1: not held (95% CI over 3 seeds)",
         "Claim 2: not resolved (95% CI over 3 seeds)",
         "CoM vs DARK: held (95% CI over 3 seeds)",
+    ]
+
+
+def test_a_single_run_judges_decoders_by_the_bootstrap_over_test_samples(tmp_path):
+    """With per_sample.npz, DARK vs ArgMax in one run gets a paired interval over test samples: every sample
+    gives DARK +50 points at PCKh-0.1 (resolved), none differs at PCKh-0.5 (a zero-width interval at 0)."""
+    samples = per_sample()
+    test = {d: {m: samples.metric(d, m) for m in METRICS} for d in samples.errors}
+    for num, encoding in enumerate(("quant", "unquant")):
+        job = write_job(
+            tmp_path / "mr",
+            str(num),
+            [f"encoding={encoding}"],
+            {"model": "hourglass", "encoding": encoding},
+            test,
+        )
+        write_per_sample(job / "per_sample.npz", samples)
+    written, summary = paper_files(tmp_path / "mr", tmp_path)
+    claims = written["claims.md"].read_text()
+    rmse = math.sqrt((0.25 + 9) / 2) - 0.5
+    assert (
+        "| SH_4S (w/ quant) | ArgMax | PCKh-0.1 | 100.00 | 50.00 | +50.00 [+50.00, +50.00] | 1 | supports |"
+        in claims
+    )
+    assert (
+        "| SH_4S (w/ quant) | ArgMax | PCKh-0.5 | 100.00 | 100.00 | +0.00 [+0.00, +0.00] | 1 | not resolved |"
+        in claims
+    )
+    assert (
+        f"| SH_4S (w/ quant) | ArgMax | RMSE | 0.50 | {rmse + 0.5:.2f} | {rmse:+.2f} [{rmse:+.2f}, {rmse:+.2f}] | 1 | supports |"
+        in claims
+    )
+    assert summary[:2] == [
+        "Claim 1: not resolved (single run, 95% CI over test samples (paired bootstrap))",
+        "Claim 2: not resolved (single run)",  # the encodings: no interval from one seed
     ]
 
 

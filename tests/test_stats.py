@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from heatlit.metrics.keypoint import RMSE, PCKh
+from heatlit.report.effects import main
 from heatlit.report.stats import (
     Interval,
-    main,
     mean_interval,
     paired_bootstrap,
     paired_effects,
@@ -337,3 +337,17 @@ def test_study_sweep_end_to_end_writes_seeds_and_intervals(tmp_path):
     for decoder in ("argmax", "standard", "dark", "com", "soft_argmax"):
         assert f"| {decoder} | rmse |" in table
     assert table.count("| 2 |") == 5  # n seeds
+
+
+def test_effects_command_runs_as_a_module_without_a_runpy_warning(tmp_path):
+    """The one end-to-end test of ``python -m heatlit.report.effects``: -W error turns runpy's
+    "found in sys.modules" RuntimeWarning (a CLI inside a module the package imports) into a failure."""
+    import subprocess
+    import sys
+
+    _fake_sweep(tmp_path, {("quant", 1314): 10.0, ("unquant", 1314): 12.5})
+    cmd = [sys.executable, "-W", "error::RuntimeWarning", "-m", "heatlit.report.effects", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""
+    assert "| dark | pckh@0.1 | +2.50 (n=1) | – | 1 | no |" in proc.stdout

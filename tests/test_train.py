@@ -16,6 +16,7 @@ from omegaconf import open_dict
 
 from heatlit.codecs import HeatmapGrid
 from heatlit.metrics import KeypointExpansion, SampleOksAP
+from heatlit.per_sample import read_per_sample
 from heatlit.results import SCHEMA_VERSION, read_results
 from heatlit.training.checks import ConfigError
 from heatlit.training.run import build_datamodule, build_decoders, build_module, monitor_key, train
@@ -160,6 +161,12 @@ def test_train_entry_point_end_to_end(trained):
     assert run.monitored("test") == test["dark"]["pckh@0.1"]
     assert (trained / "qualitative.png").stat().st_size > 10_000
     assert Path(run.facts["best_checkpoint"]) == trained / "checkpoints" / "best.ckpt"
+    # per_sample.npz recomputes every decoder's 2D metrics as results.json holds them
+    samples = read_per_sample(trained / "per_sample.npz")
+    assert list(samples.errors) == list(test) and samples.num_samples > 0
+    for decoder, metrics in test.items():
+        for metric in ("pckh@0.1", "pckh@0.5", "auc", "rmse"):
+            assert samples.metric(decoder, metric) == pytest.approx(metrics[metric], rel=1e-5, abs=1e-4)
 
 
 def test_eval_entry_point_reproduces_the_test_metrics(trained, tmp_path):

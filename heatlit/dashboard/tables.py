@@ -1,27 +1,24 @@
 """The dashboard's tables as cells (text, sort value, filter labels): the final table and the encoding effect.
 
 The effect table pairs runs that differ only in the encoding (same model, seed and every other axis) and
-summarises each group's per-seed differences by :func:`mean_interval`.
+summarises each group's per-seed differences by :func:`heatlit.report.stats.paired_effects` (Student t).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from heatlit.dashboard.collect import Folder, RunRecord, settings_of
-
-# STAND-IN: point this import at heatlit.report.stats.mean_interval once that module lands (same interface).
-from heatlit.dashboard.interval import Interval, mean_interval
-from heatlit.report.collect import Row, natural_key
+from heatlit.report.collect import natural_key
 from heatlit.report.plots import job_title
+from heatlit.report.stats import Interval
 from heatlit.report.tables import (
+    encoding_effects,
     follows_encoding,
     metric_label,
     present_metrics,
     reference_encoding,
-    sort_rows,
 )
 
 SPLITS = ("test", "val")  # column order of the final table; any other split follows
@@ -119,12 +116,10 @@ def interval_cell(interval: Interval | None) -> Cell:
     """``+1.23 ± 0.45`` (n >= 2; bold when the 95% CI excludes 0) or ``+1.23 (n=1)``; sorts by the mean."""
     if interval is None:
         return Cell("–", None)
-    if interval.method == "none" or not math.isfinite(interval.high - interval.low):
-        return Cell(f"{interval.mean:+.2f} (n={interval.n})", interval.mean, "a single pair: no interval")
-    half = (interval.high - interval.low) / 2
-    resolved = interval.low > 0 or interval.high < 0
-    title = f"95% CI [{interval.low:+.2f}, {interval.high:+.2f}], Student t over n={interval.n} seeds"
-    return Cell(f"{interval.mean:+.2f} ± {half:.2f}", interval.mean, title, "resolved" if resolved else "")
+    if interval.method == "none":
+        return Cell(interval.format(), interval.mean, "a single pair: no interval")
+    title = f"{interval.header(f'{UNIT}s')}: [{interval.low:+.2f}, {interval.high:+.2f}]"
+    return Cell(interval.format(), interval.mean, title, "resolved" if interval.sign else "")
 
 
 def effect_table(folder: Folder, split: str = "test") -> Grid | None:
@@ -145,11 +140,7 @@ def effect_table(folder: Folder, split: str = "test") -> Grid | None:
         if a not in ("encoding", UNIT) and (a == "model" or not follows_encoding(rows, a))
     ]
     metrics = present_metrics(rows)
-    by: dict[tuple, Row] = {}
-    for row in sort_rows(rows, group):
-        key = (tuple(row.value(a) for a in group), row.decoder)
-        by.setdefault((key, row.value("encoding"), row.value(UNIT)), row)  # a duplicated run counts once
-    keys = list(dict.fromkeys(key for key, _, _ in by))
+    settings, effects = encoding_effects(rows, group, metrics, ref)
     columns = [Column(a) for a in group] + [
         Column("decoder"),
         Column("comparison"),
@@ -160,21 +151,16 @@ def effect_table(folder: Folder, split: str = "test") -> Grid | None:
     ]
     table_rows = []
     for other in others:
-        for key in keys:
-            units = [u for (k, e, u) in by if k == key and e == other and (key, ref, u) in by]
-            if not units:
+        for key in settings:
+            found = [effects.get((key, other, m)) for m in metrics]
+            if not any(found):
                 continue
-            cells = [Cell(v, v) for v in key[0]] + [Cell(key[1], key[1]), Cell(f"{other} − {ref}", other)]
-            cells.append(Cell(str(len(units)), len(units)))
-            for m in metrics:
-                diffs = [
-                    a - b
-                    for u in units
-                    if (a := by[(key, other, u)].metrics.get(m)) is not None
-                    and (b := by[(key, ref, u)].metrics.get(m)) is not None
-                ]
-                cells.append(interval_cell(mean_interval(diffs) if diffs else None))
-            table_rows.append(TableRow(cells, {**dict(zip(group, key[0])), "decoder": key[1]}))
+            n = max(e.interval.n for e in found if e)
+            *labels, decoder = key
+            cells = [Cell(v, v) for v in labels] + [Cell(decoder, decoder), Cell(f"{other} − {ref}", other)]
+            cells.append(Cell(str(n), n))
+            cells += [interval_cell(e.interval if e else None) for e in found]
+            table_rows.append(TableRow(cells, {**dict(zip(group, labels)), "decoder": decoder}))
     return Grid(
         f"Encoding effect ({split})",
         f"Runs that differ only in the encoding, paired by {UNIT}: mean difference ± half-width of its 95% "

@@ -17,6 +17,7 @@ from heatlit.report.collect import (
     unique_jobs,
     varying_axes,
 )
+from heatlit.report.decoders import DecoderEffects, decoder_effects, decoder_markdown
 from heatlit.report.failures import ERROR_LINE
 from heatlit.report.multiperson import section_markdown as multiperson_markdown
 from heatlit.report.paper import write_paper
@@ -51,6 +52,7 @@ class Sweep:
     failed: list[FailedJob]
     jobs: list[Job] = field(init=False)
     axes: list[str] = field(init=False)
+    _decoders: DecoderEffects | bool | None = field(init=False, default=None)  # computed once (bootstrap)
 
     def __post_init__(self):
         self.jobs = unique_jobs(self.rows)
@@ -59,12 +61,16 @@ class Sweep:
     @property
     def best_within(self) -> list[str]:
         """Bold the best value per model (and other axes), across encodings and decoders."""
-        return [a for a in self.axes if a != "encoding"]
+        return [a for a in self.axes if a not in ("encoding", "seed")]  # seeds are averaged
 
     def table(self, all_metrics: bool = False) -> Table:
-        """The results table: Table 2's columns, or every metric (for the CSV)."""
+        """The results table: Table 2's columns averaged over seeds, or every metric of every run (the CSV)."""
         return results_table(
-            self.rows, self.axes, present_metrics(self.rows) if all_metrics else None, self.split
+            self.rows,
+            self.axes,
+            present_metrics(self.rows) if all_metrics else None,
+            self.split,
+            per_run=all_metrics,
         )
 
     @functools.cached_property
@@ -75,6 +81,12 @@ class Sweep:
     def effect(self) -> Table | None:
         """Unquant minus quant per model (and other axes) x decoder; None for a single encoding."""
         return effect_table(self.rows, self.axes)
+
+    def decoders(self) -> DecoderEffects | None:
+        """Each decoder minus argmax per run, paired per test sample (``per_sample.npz``); None for one decoder."""
+        if self._decoders is None:
+            self._decoders = decoder_effects(self.rows, self.axes) or False
+        return self._decoders or None
 
     def wall_time_s(self) -> float:
         """Summed over finished jobs: what the sweep cost, whatever ran in parallel."""
@@ -216,6 +228,16 @@ def paper_markdown(files: dict[str, Path], lines: list[str]) -> list[str]:
     ]
 
 
+def intervals_line(table: Table, paired: bool = False) -> list[str]:
+    """What the table's cells are (``Cells: mean ± half-width, 95% CI, Student t, n=3 seeds.``), if it says."""
+    text = table.intervals
+    if not text:
+        return []
+    if paired and not text.startswith("single"):
+        text = text.replace("cells: mean", "cells: mean paired difference (runs paired by seed)", 1)
+    return [f"{text[0].upper()}{text[1:]}.\n"]
+
+
 def report_markdown(
     sweep: Sweep,
     figures: dict[str, Path],
@@ -228,15 +250,20 @@ def report_markdown(
         header_markdown(sweep),
         f"## Results ({sweep.split})\n",
         f"{units(table.metrics)}; the best value per {' / '.join(sweep.best_within) or 'sweep'} is in bold. "
-        "Every metric: [table.csv](table.csv).\n",
+        "Every metric of every run: [table.csv](table.csv).\n",
+        *intervals_line(table),
         to_markdown(table, sweep.best_within),
     ]
     if effect is not None:
         parts += [
             f"## {effect.title[0].upper()}{effect.title[1:]}\n",
             f"{effect.note}.\n",
+            *intervals_line(effect, paired=True),
             to_markdown(effect),
         ]
+    decoders = sweep.decoders()
+    if decoders is not None:
+        parts.append(decoder_markdown(decoders))
     if sweep.representations is not None:
         parts += [
             "## Representations: each with its best decoder\n",
@@ -275,15 +302,25 @@ def write_tables(sweep: Sweep, out: Path) -> dict[str, Path]:
     """``table.md`` (Table 2 columns), ``table.csv`` (every metric) and the encoding-effect pair."""
     table = sweep.table()
     written = {"table.md": out / "table.md", "table.csv": out / "table.csv"}
-    written["table.md"].write_text(f"## {table.title}\n\n" + to_markdown(table, sweep.best_within))
+    written["table.md"].write_text(
+        f"## {table.title}\n\n"
+        + "".join(f"{line}\n" for line in intervals_line(table))
+        + to_markdown(table, sweep.best_within)
+    )
     write_csv(sweep.table(all_metrics=True), written["table.csv"], sweep.root)
     effect = sweep.effect()
     if effect is not None:
         written["encoding_effect.md"] = out / "encoding_effect.md"
         written["encoding_effect.md"].write_text(
-            f"## {effect.title}\n\n{effect.note}.\n\n" + to_markdown(effect)
+            f"## {effect.title}\n\n{effect.note}.\n\n"
+            + "".join(f"{line}\n" for line in intervals_line(effect, paired=True))
+            + to_markdown(effect)
         )
         written["encoding_effect.csv"] = write_csv(effect, out / "encoding_effect.csv")
+    decoders = sweep.decoders()
+    if decoders is not None:
+        written["decoder_effects.md"] = out / "decoder_effects.md"
+        written["decoder_effects.md"].write_text(decoder_markdown(decoders))
     representations = sweep.representations
     if representations is not None:
         written["representations.md"] = out / "representations.md"

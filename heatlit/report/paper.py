@@ -13,14 +13,15 @@ the CPU variants (``hourglass_tiny``) are labelled ``SH_4S-tiny`` on the same ro
 from __future__ import annotations
 
 import csv
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from heatlit.report.collect import Row, label
+from heatlit.report.decoders import samples_interval
+from heatlit.report.stats import Interval, mean_interval
 from heatlit.report.tables import fmt
 
 PAPER_FILE = Path(__file__).with_name("paper_tables.yaml")
@@ -42,11 +43,6 @@ LOWER_IS_BETTER = frozenset({"rmse"})
 # The paper layout places runs by model and encoding alone; seeds repeat a setting.
 PLACED_AXES = frozenset({"model", "encoding", "seed"})
 BEST_BY = ("DARK", "pckh@0.1")  # "best performing model": highest DARK PCKh-0.1 (a reading)
-
-try:  # confidence intervals come from the evidence work's statistics module when it is present
-    from heatlit.report.stats import mean_interval as _mean_interval  # type: ignore[attr-defined]
-except ImportError:
-    _mean_interval = None
 
 
 # ------------------------------------------------------------------------------------- the report
@@ -104,37 +100,30 @@ def place(model: str, encoding: str) -> Setting | None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean over runs (or over paired differences), with its 95% CI half-width when one is known."""
+    """A mean over runs (or over paired differences) and its 95% CI: Student t over n >= 2 seeds, or, for a
+    decoder comparison within a single run, the paired bootstrap over test samples; None for a single run
+    without one."""
 
     mean: float | None
     n: int = 0
-    half: float | None = None
+    interval: Interval | None = None
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Estimate:
         if not values:
             return cls(None)
-        mean = math.fsum(values) / len(values)
-        ci = interval(values)
-        return cls(mean, len(values), None if ci is None else (ci[1] - ci[0]) / 2)
+        iv = mean_interval(values)
+        return cls(iv.mean, len(values), iv if iv.method != "none" else None)
 
-    def text(self, signed: bool = False, count: bool = True) -> str:
-        """``45.17``; ``45.17 ±0.40`` over seeds; ``45.17 (n=3)`` over seeds without an interval (``count``)."""
-        out = fmt(self.mean, signed)
-        if self.mean is None or self.n < 2:
-            return out
-        if self.half is not None:
-            return f"{out} ±{self.half:.2f}"
-        return f"{out} (n={self.n})" if count else out
+    @property
+    def half(self) -> float | None:
+        return None if self.interval is None else self.interval.half_width
 
-
-def interval(values: Sequence[float]) -> tuple[float, float] | None:
-    """95% CI of the mean of ``values`` (seeds), from :mod:`heatlit.report.stats`; None for one value or
-    until that module is present."""
-    if len(values) < 2 or _mean_interval is None:
-        return None
-    ci = _mean_interval(list(values))
-    return float(ci.low), float(ci.high)
+    def text(self, signed: bool = False) -> str:
+        """``45.17`` (one run); ``45.17 ± 0.40`` over seeds; ``+0.25 [+0.10, +0.41]`` over test samples."""
+        if self.mean is None or self.interval is None:
+            return fmt(self.mean, signed)
+        return self.interval.format(signed=signed)
 
 
 @dataclass
@@ -142,6 +131,9 @@ class Placed:
     """Our runs placed against the report: setting -> seed -> decoder -> metric -> value."""
 
     runs: dict[Setting, dict[str, dict[str, dict[str, float | None]]]] = field(default_factory=dict)
+    folders: dict[tuple[Setting, str], Path] = field(
+        default_factory=dict
+    )  # (setting, seed) -> the run's folder
     order: dict[str, int] = field(default_factory=dict)  # decoders in the order the runs scored them
     data: list[str] = field(default_factory=list)
     seeds: list[str] = field(default_factory=list)
@@ -161,6 +153,22 @@ class Placed:
             return {}
         runs = self.runs[setting].items()
         return {s: r[decoder][metric] for s, r in runs if r.get(decoder, {}).get(metric) is not None}
+
+    def paired(
+        self, setting: Setting, better: str | None, other: str | None
+    ) -> Callable[[str, str], Interval | None]:
+        """``(seed, metric) ->`` the paired bootstrap over the run's test samples of decoder ``better`` minus
+        ``other``, oriented (positive favours ``better``), or None without a usable ``per_sample.npz``
+        (:func:`~heatlit.report.decoders.samples_interval`)."""
+
+        def interval(seed: str, metric: str) -> Interval | None:
+            folder = self.folders.get((setting, seed))
+            if folder is None or better is None or other is None:
+                return None
+            a, b = (other, better) if metric in LOWER_IS_BETTER else (better, other)
+            return samples_interval(folder, a, b, metric, self.runs[setting][seed])
+
+        return interval
 
     def estimate(self, setting: Setting, decoder: str | None, metric: str) -> Estimate:
         return Estimate.of(list(self.values(setting, decoder, metric).values()))
@@ -185,6 +193,7 @@ def place_rows(rows: Sequence[Row]) -> Placed:
         if owner.setdefault((setting, seed), row.job.path) != row.job.path:
             continue  # the same setting and seed twice: the first job wins
         placed.runs.setdefault(setting, {}).setdefault(seed, {})[row.decoder] = dict(row.metrics)
+        placed.folders[(setting, seed)] = row.job.path
         name = (row.job.dataset or {}).get("name") or label(row.job.settings.get("data"))
         placed.data += [] if name in placed.data else [name]
         placed.seeds += [] if seed in placed.seeds else [seed]
@@ -233,7 +242,7 @@ def header(placed: Placed, paper: PaperTables, split: str) -> list[str]:
         )
     if len(placed.seeds) > 1:
         lines.append(
-            "Cells over several seeds: mean ±95% CI half-width (`(n=...)` where no interval is available)."
+            f"Cells over several seeds: mean ± half-width, 95% CI, Student t, n={len(placed.seeds)} seeds."
         )
     return lines
 
@@ -382,24 +391,30 @@ def oriented(a: float, b: float, metric: str) -> float:
     return b - a if metric in LOWER_IS_BETTER else a - b
 
 
-def judge(diffs: Sequence[float]) -> str:
-    """One run: the sign. Several seeds: whether the 95% CI excludes 0 (not resolved without an interval)."""
-    if len(diffs) == 1:
-        return "supports" if diffs[0] > 0 else "contradicts" if diffs[0] < 0 else "not resolved"
-    ci = interval(diffs)
-    if ci is None:
-        return "not resolved"
-    return "supports" if ci[0] > 0 else "contradicts" if ci[1] < 0 else "not resolved"
+VERDICTS = {1: "supports", -1: "contradicts", 0: "not resolved"}
+
+
+def judge(diff: Estimate) -> str:
+    """Whether the 95% CI of the (oriented) difference excludes 0; a single run without one: its sign."""
+    if diff.interval is not None:
+        return VERDICTS[diff.interval.sign]
+    return VERDICTS[(diff.mean > 0) - (diff.mean < 0)]
 
 
 def compare(
-    subject, better, other, metric, a: dict[str, float], b: dict[str, float], report
+    subject, better, other, metric, a: dict[str, float], b: dict[str, float], report, paired=None
 ) -> Evidence | None:
-    """Paired over the seeds both sides have; None when they share none."""
+    """Paired over the seeds both sides have; None when they share none.
+
+    ``paired``: for decoders of one setting, ``(seed, metric) -> Interval | None``, the per-sample bootstrap
+    used when a single seed gives no interval over seeds.
+    """
     seeds = [s for s in a if s in b]
     if not seeds:
         return None
-    diffs = [oriented(a[s], b[s], metric) for s in seeds]
+    diff = Estimate.of([oriented(a[s], b[s], metric) for s in seeds])
+    if diff.interval is None and paired is not None:
+        diff = replace(diff, interval=paired(seeds[0], metric))
     return Evidence(
         subject,
         better,
@@ -407,8 +422,8 @@ def compare(
         metric,
         Estimate.of([a[s] for s in seeds]),
         Estimate.of([b[s] for s in seeds]),
-        Estimate.of(diffs),
-        judge(diffs),
+        diff,
+        judge(diff),
         report,
     )
 
@@ -430,7 +445,7 @@ def claim1(placed: Placed, paper: PaperTables) -> list[Evidence]:
             for m in METRICS:
                 report = paper_diff(paper, m, (s.paper, s.encoding, "DARK"), (s.paper, s.encoding, other))
                 a, b = placed.values(s, dark, m), placed.values(s, dec, m)
-                ev = compare(s.name, "DARK", other, m, a, b, report)
+                ev = compare(s.name, "DARK", other, m, a, b, report, placed.paired(s, dark, dec))
                 if ev is not None:
                     out.append(ev)
     return out
@@ -467,9 +482,9 @@ def observation(placed: Placed, paper: PaperTables) -> tuple[Setting | None, lis
     out = []
     for m in ("rmse", "pckh@0.1", "pckh@0.5"):
         report = paper_diff(paper, m, (model, encoding, "CoM"), (model, encoding, "DARK"))
-        a = placed.values(best, placed.decoder(best, "CoM"), m)
-        b = placed.values(best, placed.decoder(best, "DARK"), m)
-        ev = compare(best.name, "CoM", "DARK", m, a, b, report)
+        com, dark = placed.decoder(best, "CoM"), placed.decoder(best, "DARK")
+        a, b = placed.values(best, com, m), placed.values(best, dark, m)
+        ev = compare(best.name, "CoM", "DARK", m, a, b, report, placed.paired(best, com, dark))
         if ev is not None:
             out.append(ev if m == "rmse" else replace(ev, verdict="context"))
     return best, out
@@ -484,14 +499,18 @@ def verdict(evidence: Sequence[Evidence]) -> str:
 
 
 def basis(evidence: Sequence[Evidence]) -> str:
-    """``single run`` / ``95% CI over 3 seeds`` / ``3 seeds, no interval``."""
-    ns = sorted({e.diff.n for e in evidence})
-    if ns == [1]:
-        return "single run"
-    seeds = "-".join(map(str, (ns[0], ns[-1]))) if len(ns) > 1 else str(ns[0])
-    if _mean_interval is None:
-        return f"{seeds} seeds, no interval (heatlit.report.stats not available)"
-    return f"95% CI over {seeds} seeds" + (", some single runs" if ns[0] == 1 else "")
+    """What the verdicts rest on: ``95% CI over 3 seeds``, ``single run, 95% CI over test samples (paired
+    bootstrap)``, ``single run`` (no interval: judged by the sign), or several of these joined by ``; ``."""
+    kinds = {e.diff.interval.method if e.diff.interval is not None else "none" for e in evidence}
+    ns = sorted({e.diff.n for e in evidence if e.diff.n > 1})
+    parts = []
+    if ns:
+        parts.append(f"95% CI over {'-'.join(map(str, (ns[0], ns[-1]))) if len(ns) > 1 else ns[0]} seeds")
+    if "bootstrap" in kinds:
+        parts.append("single run, 95% CI over test samples (paired bootstrap)")
+    if "none" in kinds:
+        parts.append("single run" + (" without per_sample.npz: by sign" if len(kinds) > 1 else ""))
+    return "; ".join(parts)
 
 
 def counts(evidence: Sequence[Evidence]) -> str:
@@ -535,7 +554,7 @@ def evidence_lines(evidence: Sequence[Evidence], columns: tuple[str | None, str,
             e.a.text(),
             e.b.text(),
         ]
-        cells += [e.diff.text(signed=True, count=False), str(e.diff.n), e.verdict, fmt(e.report, signed=True)]
+        cells += [e.diff.text(signed=True), str(e.diff.n), e.verdict, fmt(e.report, signed=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -545,9 +564,11 @@ def claims_markdown(placed: Placed, paper: PaperTables, split: str) -> tuple[str
     lines = ["# The reproduction report's claims, tested", "", *header(placed, paper, split)]
     lines.append(
         "Δ is oriented so that a positive value favours the claim (for RMSE: the other side minus the claimed "
-        'side). A single run gives a difference without an error bar ("single run"); over several seeds a '
-        'difference whose 95% CI contains 0 is not resolved. "report Δ" is the same difference in the '
-        "report's numbers."
+        "side). Over several seeds: the mean paired difference and its 95% CI (Student t over seeds). A single "
+        "run: decoders are compared on the same test samples, with a paired bootstrap 95% CI over them when the "
+        'run left per_sample.npz; without it, or for the encodings, a single run has no error bar ("single run") '
+        'and is judged by its sign. A difference whose interval contains 0 is not resolved. "report Δ" is the '
+        "same difference in the report's numbers."
     )
     summary, report = [], place_paper(paper)
     for title, theirs, columns, gather in CLAIMS:

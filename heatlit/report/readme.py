@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from heatlit.report.collect import ReportError, collect
-from heatlit.report.stats import paired_effects, sweep_records
+from heatlit.report.effects import sweep_records
+from heatlit.report.stats import paired_effects
 from heatlit.results import FILE_NAME, ResultsError, read_results
 
 README = Path(__file__).resolve().parents[2] / "README.md"

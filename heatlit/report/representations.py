@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heatlit.report.collect import Job, Row, collect, label, natural_key, unique_jobs, varying_axes
+from heatlit.report.stats import mean_interval
 from heatlit.report.tables import LOWER_IS_BETTER, metric_label
 from heatlit.results import FILE_NAME, ResultsError, read_results
 
@@ -33,29 +34,15 @@ LEVEL = 0.95
 REFERENCE = "gaussian"
 # Settings a representation fixes: never shown beside it (they vary with it by construction).
 IMPLIED = ("encoding", "loss", "output", "decoders", "data.grid_mapping", "seed")
-# Two-sided 95% Student t quantiles t_{0.975, dof} for dof 1..30 (beyond: the normal 1.96 is within 2%).
-T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
 
 
 def interval(values: Sequence[float]) -> tuple[float, float]:
-    """``(mean, half-width)`` of the two-sided 95% Student-t confidence interval of the mean over seeds.
-
-    The one place the table's intervals come from (``heatlit.report.stats.mean_interval`` computes the same
-    interval for any level). Half-width ``inf`` for fewer than two values: no interval from one seed.
+    """``(mean, half-width)`` of the two-sided 95% Student-t confidence interval of the mean over seeds
+    (:func:`heatlit.report.stats.mean_interval`). Half-width ``inf`` for fewer than two values: no interval
+    from one seed.
     """
-    values = [float(v) for v in values]
-    if not values:
-        raise ValueError("interval: no values")
-    mean = statistics.fmean(values)
-    n = len(values)
-    if n < 2:
-        return mean, math.inf
-    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(n)
+    iv = mean_interval(list(values))
+    return iv.mean, math.inf if iv.method == "none" else iv.half_width
 
 
 @dataclass

@@ -116,6 +116,7 @@ class HeatmapModule(L.LightningModule):
                     grid,
                     make_3d,
                     functools.partial(make_coco, stage) if make_coco else None,
+                    keep_samples=stage == "test",  # per_sample.npz: decoders paired per test sample
                 )
                 for stage in ("val", "test")
             }
@@ -219,6 +220,8 @@ class HeatmapModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.samples = {}
+        if isinstance(self.scorers["test"], DecoderScorer):
+            self.scorers["test"].clear_samples()
 
     def on_test_epoch_end(self) -> None:
         self._log_results("test")

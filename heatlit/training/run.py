@@ -19,6 +19,8 @@ from omegaconf.errors import MissingMandatoryValue
 from heatlit.data.base import SPLITS
 from heatlit.data.errors import DataError
 from heatlit.models.checkpoint import CheckpointError, load_checkpoint
+from heatlit.per_sample import FILE_NAME as PER_SAMPLE_FILE
+from heatlit.per_sample import write_per_sample
 from heatlit.results import (
     FILE_NAME,
     LOWER_IS_BETTER,
@@ -50,6 +52,7 @@ from heatlit.training.module import CHOICES_KEY, CONFIG_KEY, GROUPS_KEY, SHAPE_K
 from heatlit.training.noise import quiet_known_noise
 from heatlit.training.outputs import build_output, check_representation
 from heatlit.training.resume import RunPlan, plan_run, wandb_run_id
+from heatlit.training.scoring import DecoderScorer
 from heatlit.training.start import log_destinations, split_sizes, start_block, trainer_device
 
 log = logging.getLogger(__name__)
@@ -234,6 +237,7 @@ def report(
         decode_time=module.decode_times,
     )
     log.info("results written to %s", path)
+    write_test_samples(module, trainer, out)
     if module.samples:
         fig = qualitative_figure(
             module.samples, cfg.monitor.decoder, out / "qualitative.png", module.description.skeleton
@@ -403,6 +407,25 @@ def eval_checkpoint(target: Any) -> Path:
         if not found:
             raise ConfigError(f"ckpt_path={path}: no checkpoints/best.ckpt or last.ckpt in it")
         return found[0]
+    return path
+
+
+def write_test_samples(module: HeatmapModule, trainer: L.Trainer, out: Path) -> Path | None:
+    """``per_sample.npz`` beside results.json: every decoder's per-joint test errors (:mod:`heatlit.per_sample`).
+
+    Not written by a run on several processes: each holds only its shard (padded by the sampler).
+    """
+    scorer = module.scorers["test"]
+    samples = scorer.per_sample() if isinstance(scorer, DecoderScorer) else None
+    if samples is None:
+        return None
+    if trainer.world_size > 1:
+        log.info(
+            "%s not written: %d processes each hold part of the test set", PER_SAMPLE_FILE, trainer.world_size
+        )
+        return None
+    path = write_per_sample(out / PER_SAMPLE_FILE, samples)
+    log.info("per-sample test errors written to %s", path)
     return path
 
 

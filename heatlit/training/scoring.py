@@ -14,7 +14,9 @@ from torch import nn
 
 from heatlit.codecs import strongest_peak
 from heatlit.codecs.grid import HeatmapGrid
-from heatlit.metrics import SampleOksAP
+from heatlit.metrics import AUC, SampleOksAP
+from heatlit.metrics.base import as_mask
+from heatlit.per_sample import PerSample
 
 Tensor = torch.Tensor
 
@@ -101,10 +103,18 @@ class DecoderScorer(nn.Module):
         make_3d / make_coco: optional factories of a :class:`heatlit.metrics.MPJPE` (camera mm) and an OKS AP
             metric (image px): :class:`heatlit.metrics.CocoOksAP` (an annotation file's persons) or
             :class:`heatlit.metrics.SampleOksAP` (each sample's own person, :func:`oks_truth`).
+        keep_samples: also keep every decoder's per-joint errors (:meth:`per_sample`, the test stage's
+            ``per_sample.npz``).
     """
 
     def __init__(
-        self, decoders: Mapping, make_metrics, grid: HeatmapGrid, make_3d=None, make_coco=None
+        self,
+        decoders: Mapping,
+        make_metrics,
+        grid: HeatmapGrid,
+        make_3d=None,
+        make_coco=None,
+        keep_samples: bool = False,
     ) -> None:
         super().__init__()
         if not decoders:
@@ -114,6 +124,8 @@ class DecoderScorer(nn.Module):
         self.metrics = nn.ModuleDict({name: make_metrics() for name in self.decoders})
         self.metrics_3d = nn.ModuleDict({n: make_3d() for n in self.decoders}) if make_3d else None
         self.metrics_coco = nn.ModuleDict({n: make_coco() for n in self.decoders}) if make_coco else None
+        self.keep_samples = bool(keep_samples)
+        self._kept: dict[str, list[Tensor]] = {}
         self.decode_seconds: dict[str, list[float]] = {name: [] for name in self.decoders}
         self.batch_size = 0
 
@@ -150,6 +162,8 @@ class DecoderScorer(nn.Module):
             xy = self.grid.to_input(coords_hm[..., :2])
             predictions[name] = xy
             self.metrics[name].update(xy, batch["keypoints"], batch["visible"], batch["norm"])
+            if self.keep_samples:
+                self._keep(f"error/{name}", joint_errors(xy, batch["keypoints"]))
             if self.metrics_3d is not None and coords_hm.shape[-1] == 3:
                 joints = lift_to_camera(coords_hm, batch, self.grid)
                 # every joint with 3D ground truth counts, also those hidden in the depth image
@@ -165,7 +179,30 @@ class DecoderScorer(nn.Module):
                     self.metrics_coco[name].update(
                         batch["image_id"], image_xy, scores, sample_index=batch.get("sample_index")
                     )
+        if self.keep_samples:
+            self._keep("scored", scored_joints(batch["keypoints"], batch["visible"], batch["norm"]))
+            self._keep("norm", batch["norm"].detach().float())
+            index = batch.get("sample_index")
+            self._keep("sample_index", index if index is not None else torch.full_like(batch["norm"], -1))
         return predictions
+
+    def _keep(self, key: str, value: Tensor) -> None:
+        self._kept.setdefault(key, []).append(value.detach().cpu())
+
+    def per_sample(self) -> PerSample | None:
+        """Every decoder's per-joint errors since the last :meth:`clear_samples` (None when nothing was kept)."""
+        if not self._kept:
+            return None
+        kept = {k: torch.cat(v).numpy() for k, v in self._kept.items()}
+        first = self.metrics[next(iter(self.decoders))]
+        auc = next((m.alphas for m in first.values() if isinstance(m, AUC)), ())
+        return PerSample.of(
+            {name: kept[f"error/{name}"] for name in self.decoders},
+            kept["scored"],
+            kept["norm"],
+            auc,
+            kept["sample_index"],
+        )
 
     def compute(self) -> dict[str, dict[str, float]]:
         """name -> metric -> value (python floats), then resets every state."""
@@ -201,9 +238,28 @@ class DecoderScorer(nn.Module):
         }
 
     def reset(self) -> None:
+        """Reset every metric and the decode times; the kept per-sample errors are dropped only by
+        :meth:`clear_samples`."""
         self.decode_seconds = {name: [] for name in self.decoders}
         self.batch_size = 0
         for group in (self.metrics, self.metrics_3d, self.metrics_coco):
             if group is not None:
                 for m in group.values():
                     m.reset()
+
+    def clear_samples(self) -> None:
+        self._kept = {}
+
+
+def joint_errors(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-joint Euclidean error ``[B, K]`` float32 px of ``pred``, ``target`` ``[B, K, 2]`` (same px space),
+    computed in float64 as the metrics do; NaN where either side is not finite."""
+    err = torch.linalg.vector_norm(pred.double() - target.double(), dim=-1)
+    return torch.where(torch.isfinite(err), err, torch.full_like(err, float("nan"))).float()
+
+
+def scored_joints(target: Tensor, visible: Tensor, norm: Tensor) -> Tensor:
+    """``[B, K]`` bool: the joints the 2D metrics count (visible, finite ground truth, finite ``norm [B]`` > 0),
+    the policy of :class:`heatlit.metrics.base.KeypointMetric`."""
+    usable = torch.isfinite(norm) & (norm > 0)
+    return as_mask(visible, "visible", "scored_joints") & usable[:, None] & torch.isfinite(target).all(-1)
