@@ -44,12 +44,14 @@ study: $(STAMP)  ## CPU study of the encoding effect (seeds x quant/unquant, 2 j
 	$(PY) -m heatlit.sweep study_cpu $(ARGS)
 	$(PY) -m heatlit.report.effects $$(ls -d multirun/study_cpu/*/ | tail -n 1)
 
-results: $(STAMP)  ## rerun README's experiments (default, study_cpu, representations_cpu: about 1 h on 2 cores) and rewrite its tables
+results: $(STAMP)  ## rerun the default experiment, study_cpu and representations_cpu (about 1 h on 2 cores); rewrite README's, STUDY's and REPRESENTATIONS' tables
 	d=outputs/results/$$(date +%Y-%m-%d_%H-%M-%S) && \
 	$(PY) -m heatlit.train output_dir=$$d/default && \
 	$(PY) -m heatlit.sweep study_cpu hydra.sweep.dir=$$d/study && \
 	$(PY) -m heatlit.sweep representations_cpu hydra.sweep.dir=$$d/representations && \
-	$(PY) -m heatlit.report.readme update --default $$d/default --study $$d/study --representations $$d/representations
+	$(PY) -m heatlit.report.readme update --default $$d/default --decoders $$d/default && \
+	$(PY) -m heatlit.report.readme --readme docs/STUDY.md update --study $$d/study && \
+	$(PY) -m heatlit.report.readme --readme docs/REPRESENTATIONS.md update --representations $$d/representations
 
 check-readme: $(STAMP)  ## train the default experiment into a fresh folder and compare README's table with it
 	d=outputs/check-readme/$$(date +%Y-%m-%d_%H-%M-%S) && \

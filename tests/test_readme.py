@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from heatlit.per_sample import PerSample, write_per_sample
 from heatlit.report.readme import (
     README,
     ReadmeError,
     compare_default,
+    decoders_table,
     default_table,
     main,
     read_block,
@@ -102,10 +105,43 @@ def test_study_table_gives_paired_t_intervals_and_bolds_resolved_cells(tmp_path)
     ]
 
 
-def test_readme_has_the_blocks_make_results_writes():
-    text = README.read_text()
-    for name in ("default", "study", "representations"):
-        read_block(text, name)
+def test_decoders_table_is_the_paired_bootstrap_against_argmax(tmp_path):
+    """40 samples x 2 joints, normaliser 10: argmax errs 2 px everywhere, dark 0.5 px. PCKh@0.1 (1 px):
+    0 vs 100 %; PCKh@0.5 (5 px): both 100 %; RMSE 2 vs 0.5. Constant differences: zero-width intervals."""
+    n, k = 40, 2
+    errors = {"argmax": np.full((n, k), 2.0), "dark": np.full((n, k), 0.5)}
+    write_per_sample(tmp_path / "per_sample.npz", PerSample.of(errors, np.ones((n, k)), np.full(n, 10.0)))
+    results = {
+        "argmax": {"pckh@0.1": 0.0, "pckh@0.5": 100.0, "rmse": 2.0},
+        "dark": {"pckh@0.1": 100.0, "pckh@0.5": 100.0, "rmse": 0.5},
+    }
+    write_results(tmp_path / "results.json", {}, {"test": results})
+    assert decoders_table(tmp_path, ["pckh@0.1", "pckh@0.5", "rmse"]).splitlines() == [
+        "Δ = decoder − argmax on the same forward pass (95% CI, percentile bootstrap, n=40 test samples); "
+        "**bold**: the interval excludes 0.",
+        "",
+        "| decoder | Δ PCKh@0.1 ↑ | Δ PCKh@0.5 ↑ | Δ RMSE (px) ↓ |",
+        "| --- | ---: | ---: | ---: |",
+        "| dark | **+100.00 [+100.00, +100.00]** | +0.00 [+0.00, +0.00] | **-1.50 [-1.50, -1.50]** |",
+    ]
+    results["dark"]["rmse"] = 0.7  # results.json that per_sample.npz does not recompute: refused
+    write_results(tmp_path / "results.json", {}, {"test": results})
+    with pytest.raises(ReadmeError, match="disagrees with results.json"):
+        decoders_table(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "page, blocks",
+    [
+        ("README.md", ("default", "decoders")),
+        ("docs/STUDY.md", ("study",)),
+        ("docs/REPRESENTATIONS.md", ("representations",)),
+    ],
+)
+def test_pages_have_the_blocks_make_results_writes(page, blocks):
+    path = ROOT / page
+    for name in blocks:
+        read_block(path.read_text(), name, path)
 
 
 @pytest.mark.slow

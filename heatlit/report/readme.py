@@ -9,6 +9,8 @@ README's result tables sit between markers, one block per table::
 Blocks and their sources:
 
 - ``default``: the test metrics of every decoder of one run (``make train``'s run folder);
+- ``decoders``: the same run's decoders minus argmax, paired bootstrap over its test samples
+  (``per_sample.npz``);
 - ``study``: the encoding effect with 95% CIs over seeds of a ``study_cpu`` sweep folder (``make study``);
 - ``representations``: the ranked representations table of a ``representations_cpu`` sweep folder.
 
@@ -109,6 +111,43 @@ def compare_default(readme_text: str, run_dir: str | Path, path: Path = README) 
     return problems
 
 
+def decoders_table(run_dir: str | Path, metrics: Sequence[str] = DEFAULT_METRICS) -> str:
+    """Each decoder minus the reference (argmax) on one run, 95% paired bootstrap over its test samples."""
+    from heatlit.report.decoders import bootstrap, load_checked, reference_decoder
+
+    run_dir = Path(run_dir)
+    try:
+        stage = read_results(run_dir / FILE_NAME).stage("test")
+    except (OSError, ResultsError) as exc:
+        raise ReadmeError(f"{run_dir / FILE_NAME}: {exc}") from exc
+    samples, why = load_checked(run_dir, stage)
+    if samples is None:
+        raise ReadmeError(f"{run_dir}: {why}")
+    reference = reference_decoder(list(stage))
+    lines, header = [], ""
+    for decoder in stage:
+        if decoder == reference:
+            continue
+        cells = []
+        for metric in metrics:
+            iv = bootstrap(samples, decoder, reference, metric)
+            header = iv.header("test samples")
+            cells.append(f"**{iv.format()}**" if iv.sign else iv.format())
+        lines.append(_row([decoder, *cells]))
+    return (
+        "\n".join(
+            [
+                f"Δ = decoder − {reference} on the same forward pass ({header}); **bold**: the interval excludes 0.",
+                "",
+                _row(["decoder", *(f"Δ {HEADERS[m]}" for m in metrics)]),
+                _row(["---", *("---:" for _ in metrics)]),
+                *lines,
+            ]
+        )
+        + "\n"
+    )
+
+
 # --------------------------------------------------------------------------------------------- study
 def study_table(sweep_dir: str | Path, metrics: Sequence[str] = DEFAULT_METRICS) -> str:
     """Δ = unquant - quant per decoder and metric, mean ± 95% CI half-width over seeds; bold = resolved."""
@@ -149,7 +188,12 @@ def representations_table(sweep_dir: str | Path) -> str:
         raise ReadmeError(f"{sweep_dir}: {exc}") from exc
 
 
-BUILDERS = {"default": default_table, "study": study_table, "representations": representations_table}
+BUILDERS = {
+    "default": default_table,
+    "decoders": decoders_table,
+    "study": study_table,
+    "representations": representations_table,
+}
 
 
 def update(readme: Path, sources: Mapping[str, str | Path]) -> list[str]:
