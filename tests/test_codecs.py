@@ -286,6 +286,28 @@ def test_integer_heatmaps_are_accepted():
     assert argmax_decode(hm)[0].tolist() == [[[3.0, 1.0]]]
 
 
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
+def test_central_differences_are_exact_on_quadratics(monkeypatch, n, host):
+    """A quadratic's central differences are its exact gradient and Hessian, on both code paths."""
+    from heatlit.codecs.dark import central_differences
+
+    monkeypatch.setattr("heatlit.codecs.base.host_checks", lambda t: host)
+    g = torch.Generator().manual_seed(3)
+    m = 4
+    b, c = (
+        torch.randn(m, n, generator=g, dtype=torch.float64),
+        torch.randn(m, n, n, generator=g, dtype=torch.float64),
+    )
+    hess = c + c.mT  # symmetric: f(d) = b.d + d^T hess d / 2
+    grids = torch.meshgrid(*[torch.arange(-1.0, 2.0, dtype=torch.float64)] * n, indexing="ij")
+    d = torch.stack([grid.flatten() for grid in reversed(grids)], -1)  # [3^n, n] offsets, x fastest
+    f = (d @ b.mT).mT + 0.5 * torch.einsum("pi,mij,pj->mp", d, hess, d)  # [M, 3^n]
+    out = central_differences(f.mT.contiguous(), n)
+    torch.testing.assert_close(out[:n].mT, b, atol=1e-12, rtol=0)
+    torch.testing.assert_close(out[n:].mT.reshape(m, n, n), hess, atol=1e-12, rtol=0)
+
+
 def test_dark_skips_step_where_hessian_is_not_negative_definite():
     # log-values around the maximum at (7, 7): concave along x and y, but a mixed term so strong that
     # the Hessian is indefinite (det = 4 - 5^2 < 0). A Newton step there would jump; it must be skipped.

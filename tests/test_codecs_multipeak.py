@@ -142,9 +142,34 @@ def test_accelerator_path_gives_the_same_peaks(monkeypatch):
         [_people([[5.0, 6.0], [17.5, 3.2], [30.1, 15.0]], (20, 36)), torch.randn(2, 1, 20, 36, generator=g)]
     )
     maps[2] = torch.round(maps[2] * 2) / 2  # ties
-    want = [multipeak_decode(maps, modulation=m) for m in ("none", "peaks")]
+    modulations = ("none", "peaks", "map")
+    want = [multipeak_decode(maps, modulation=m) for m in modulations]
     monkeypatch.setattr("heatlit.codecs.base.host_checks", lambda t: False)
-    for (coords, scores), m in zip(want, ("none", "peaks")):
+    for (coords, scores), m in zip(want, modulations):
         got = multipeak_decode(maps, modulation=m)
         torch.testing.assert_close(got[1], scores, atol=0, rtol=0)
+        torch.testing.assert_close(got[0], coords, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_host_search_in_chunks_with_non_finite_maps(monkeypatch, dtype, threads):
+    """The CPU search works chunk by chunk in reused buffers (a short last chunk, stale cells from the
+    chunk before; with a thread team, slices of a chunk), and hands maps with NaN/Inf to the sanitiser:
+    the same answer as the accelerator path."""
+    monkeypatch.setattr("heatlit.codecs.multipeak_cpu.CHUNK_CELLS", 1200)  # 4 maps of 13x17 per chunk
+    monkeypatch.setattr("heatlit.codecs.multipeak_cpu.TORCH_GRAIN", 500)  # 2 maps per slice
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    g = torch.Generator().manual_seed(7)
+    maps = torch.randn(7, 3, 13, 17, generator=g, dtype=dtype)
+    maps[::2] = torch.round(maps[::2] * 2) / 2  # plateaus and ties
+    # maps 16 and 12, each in the first slice of its chunk (one bad value sends the batch to the sanitiser)
+    maps[5, 1, 4, 4], maps[5, 1, 4, 5] = float("nan"), 9.0  # unsanitised, the NaN would hide the top peak
+    maps[4, 0, 0, 0] = float("inf")
+    maps[3] *= 1e5  # beyond float16's range: keys saturate, the floats decide
+    want = [multipeak_decode(maps, max_peaks=4, threshold=0.0, refine=r) for r in (True, False)]
+    monkeypatch.setattr("heatlit.codecs.base.host_checks", lambda t: False)
+    for (coords, scores), r in zip(want, (True, False)):
+        got = multipeak_decode(maps, max_peaks=4, threshold=0.0, refine=r)
+        assert torch.isfinite(coords).all() and torch.equal(got[1], scores)
         torch.testing.assert_close(got[0], coords, atol=1e-5, rtol=0)

@@ -42,6 +42,9 @@ def environment(devices: list[str]) -> dict:
         "devices": list(devices),
         "cuda_device": torch.cuda.get_device_name(0) if "cuda" in devices else None,
         "load_average": load_average(),
+        # libgomp's default lets idle torch threads spin: on a loaded CPU a threaded op then waits for a
+        # descheduled team member (ms per op); PASSIVE makes them sleep
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
     }
 
 

@@ -46,7 +46,12 @@ def header(results: dict, console: Console) -> None:
         style = "yellow" if busy else "default"
         console.print(
             f"[{style}]load average (1, 5, 15 min): {start} at the start, {end} at the end"
-            + (" - a busy machine: trust the min and CPU columns over the medians" if busy else "")
+            + (
+                " - a busy machine: trust the min and CPU columns over the medians (multi-thread medians "
+                f"suffer most; OMP_WAIT_POLICY={env.get('omp_wait_policy', 'default')})"
+                if busy
+                else ""
+            )
             + f"[/{style}]"
         )
 

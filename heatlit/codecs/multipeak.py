@@ -29,10 +29,12 @@ import torch
 import torch.nn.functional as F
 
 import heatlit.codecs.base as base
-from heatlit.codecs.base import Decoder, axis_steps, prepare_heatmaps
+from heatlit.codecs.base import Decoder, axis_steps, check_heatmaps, prepare_heatmaps
 from heatlit.codecs.blur import check_kernel, separable_blur
 from heatlit.codecs.coords import clamp_to_frame, frame_centre, ravel, unravel
 from heatlit.codecs.dark import dark_refine
+from heatlit.codecs.multipeak_cpu import host_candidates
+from heatlit.codecs.patches import patch_values
 
 Tensor = torch.Tensor
 
@@ -125,14 +127,6 @@ def _top(values: Tensor, p: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(top).reshape(shape), torch.from_numpy(index).reshape(shape)
 
 
-def _order(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """Sort ``[..., P]`` candidates by value, descending, ties by flat index (so slot 0 is argmax's pixel)."""
-    by_index = index.argsort(dim=-1)
-    values, index = values.gather(-1, by_index), index.gather(-1, by_index)
-    by_value = values.argsort(dim=-1, descending=True, stable=True)
-    return values.gather(-1, by_value), index.gather(-1, by_value)
-
-
 def _pad_slots(values: Tensor, index: Tensor, max_peaks: int) -> tuple[Tensor, Tensor]:
     """Pad ``[..., take]`` candidates to ``max_peaks`` slots with -inf values (maps smaller than P)."""
     missing = max_peaks - values.shape[-1]
@@ -208,8 +202,8 @@ def exact_candidates(h: Tensor, max_peaks: int, nms_kernel: int) -> tuple[Tensor
     """
     peaks = _merge_equal_peaks(window_max(h, nms_kernel) == h, nms_kernel)
     flat = torch.where(peaks, h, -torch.inf).flatten(2)
-    values, index = flat.topk(min(max_peaks, flat.shape[-1]), dim=-1)
-    return _order(*_pad_slots(values, index, max_peaks))
+    values, index = flat.sort(dim=-1, descending=True, stable=True)  # equal values: first in flat order
+    return _pad_slots(values[..., :max_peaks], index[..., :max_peaks], max_peaks)
 
 
 def _has_ties(values: Tensor, threshold: float) -> Tensor:
@@ -260,23 +254,44 @@ def multipeak_decode(
         is always a single-peak answer; a flat map gives the frame centre, as every decoder does.
     """
     max_peaks, nms_kernel, kernel = _check_options(max_peaks, threshold, nms_kernel, modulation, kernel)
-    h, spatial = prepare_heatmaps(heatmaps, "multipeak")
+    h, spatial = check_heatmaps(heatmaps, "multipeak")
     b, k = h.shape[:2]
     n = len(spatial)
     if h.numel() == 0:
         return h.new_zeros(b, k, max_peaks, n), h.new_zeros(b, k, max_peaks)
-    if modulation == "map":
-        h = separable_blur(h, n, kernel, border="zeros")
-    values, index = _fast_candidates(h, max_peaks, nms_kernel)
-    no_peak = h.flatten(2).amin(-1) == values[..., 0]  # slot 0 is the map's maximum: a flat map
-    redo = _has_ties(values, threshold) & ~no_peak  # a flat map's answer needs no peak
+    host = base.host_checks(h) and h.dtype in (torch.float32, torch.float64)
+    found = None
+    if host and modulation != "map":  # the search checks finiteness on the way (None: a non-finite value)
+        found = host_candidates(h.detach(), max_peaks, threshold, nms_kernel, refine and modulation == "none")
+    if found is None:
+        h, _ = prepare_heatmaps(h, "multipeak")
+        if modulation == "map":
+            h = separable_blur(h, n, kernel, border="zeros")
+        if host:
+            found = host_candidates(
+                h.detach(), max_peaks, threshold, nms_kernel, refine and modulation != "peaks"
+            )
+    patches = None  # the refinement's patches, when the candidate search reads them on the way
+    if found is not None:
+        values, index, ints, no_peak, redo, patches = found
+    else:
+        # one slot more than asked: a tie with the first peak left out decides which of the two is kept
+        values, index = _fast_candidates(h, max_peaks + 1, nms_kernel)
+        no_peak = h.flatten(2).amin(-1) == values[..., 0]  # slot 0 is the map's maximum: a flat map
+        redo = _has_ties(values, threshold) & ~no_peak  # a flat map's answer needs no peak
+        values, index = values[..., :max_peaks], index[..., :max_peaks]
+        ints = unravel(index, spatial)
     if bool(redo.any()):  # the one host sync: exact ties are rare in real outputs
         bi, ki = redo.nonzero(as_tuple=True)
-        v, i = exact_candidates(h[bi, ki][:, None], max_peaks, nms_kernel)
+        redone = h[bi, ki][:, None]
+        v, i = exact_candidates(redone, max_peaks, nms_kernel)
         values, index = values.index_put((bi, ki), v[:, 0]), index.index_put((bi, ki), i[:, 0])
-    ints = unravel(index, spatial)
+        ints = ints.index_put((bi, ki), unravel(i[:, 0], spatial))
+        no_peak = no_peak.index_put((bi, ki), redone.flatten(1).amin(-1) == v[:, 0, 0])
+        if patches is not None:  # the redone peaks' patches
+            patches[bi, ki] = patch_values(redone.flatten(2), spatial, ints[bi, ki][:, None], 1, True)[:, 0]
     if refine:
-        coords = dark_refine(h, spatial, ints, kernel if modulation == "peaks" else 1)
+        coords = dark_refine(h, spatial, ints, kernel if modulation == "peaks" else 1, patches=patches)
     else:
         coords = ints.to(h.dtype)
     coords = clamp_to_frame(coords, spatial)
