@@ -261,10 +261,14 @@ def test_scoring_follows_the_data_description(data_dir, shared_data):
     module = build_module(synth, dm, build_decoders(synth))
     assert set(module.scorers["val"].metrics["dark"].keys()) == {"pckh@0.1", "pckh@0.5", "rmse", "auc"}
     assert module.scorers["val"].metrics_3d is None
-    # no annotation file: OKS AP against each frame's own person, the upper bound at test time only
-    assert isinstance(module.scorers["val"].metrics_coco["dark"], SampleOksAP)
-    assert module.scorers["val"].metrics_coco["dark"].expansion is None
+    # no annotation file: OKS AP against each frame's own person, at test time only (PCKh picks the
+    # checkpoint), with the upper bound
+    assert module.scorers["val"].metrics_coco is None
+    assert isinstance(module.scorers["test"].metrics_coco["dark"], SampleOksAP)
     assert module.scorers["test"].metrics_coco["dark"].expansion == KeypointExpansion(ksize=11, unit=1.0)
+    by_ap_cfg = _compose([*TINY, f"data.source.data_dir={data_dir}", "monitor.metric=ap"])
+    by_ap = build_module(by_ap_cfg, dm, build_decoders(by_ap_cfg))
+    assert by_ap.scorers["val"].metrics_coco is not None  # an OKS figure picks the checkpoint: scored at val
     assert module.description.flip_index == dm.description.flip_index and module.grid is dm.grid
     assert monitor_key(synth, dm) == "val/dark/pckh@0.1"
 
@@ -273,6 +277,7 @@ def test_scoring_follows_the_data_description(data_dir, shared_data):
     module = build_module(coco, dm, build_decoders(coco))
     assert module.model.num_joints == 17 and dm.description.in_channels == 3
     assert set(module.scorers["val"].metrics["dark"].keys()) == {"pck@0.2", "rmse", "auc"}
+    assert module.scorers["val"].metrics_coco["dark"].expansion is None  # AP picks the checkpoint; no bound
     oks = module.scorers["test"].metrics_coco["dark"]
     assert str(oks.ann_file) == str(shared_data / "coco_sample" / "test_coco.json")
     assert list(oks.sigmas) == list(dm.description.oks_sigmas)

@@ -60,7 +60,9 @@ class HeatmapModule(L.LightningModule):
         decoders: name -> decoder; all of them are scored on validation and test.
         make_metrics / make_3d: metric factories (see :class:`DecoderScorer`; multi-person data: a
             :class:`heatlit.metrics.PeakDetection` factory for :class:`PeakScorer`); make_coco: ``stage ->``
-            OKS AP metric (each split has its own annotation file).
+            OKS AP metric (each split has its own annotation file), used at test and, with ``oks_val``, at
+            validation (pycocotools' evaluation per decoder and epoch costs ~0.2 s each: only worth it when an
+            OKS figure picks the checkpoint).
         optimizer: partial ``params -> torch.optim.Optimizer`` (built with torch's fused or foreach step where
             it has one: :mod:`heatlit.training.optim`); scheduler: optional partial
             ``optimizer -> LRScheduler`` (stepped per epoch).
@@ -91,6 +93,7 @@ class HeatmapModule(L.LightningModule):
         flip_val: bool = False,
         make_3d: Callable | None = None,
         make_coco: Callable | None = None,
+        oks_val: bool = True,
         qualitative: int = 8,
         test_scales: Sequence[float] = (1.0,),
         output: HeatmapOutput | None = None,
@@ -121,7 +124,9 @@ class HeatmapModule(L.LightningModule):
                     make_metrics,
                     grid,
                     make_3d,
-                    functools.partial(make_coco, stage) if make_coco else None,
+                    functools.partial(make_coco, stage)
+                    if make_coco and (oks_val or stage == "test")
+                    else None,
                     keep_samples=stage == "test",  # per_sample.npz: decoders paired per test sample
                 )
                 for stage in ("val", "test")

@@ -116,7 +116,15 @@ def build_decoders(cfg: DictConfig) -> dict:
 
 def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
     """Model, loss, metrics and optimiser from the config, sized by the data module."""
-    from heatlit.metrics import MPJPE, CocoOksAP, KeypointExpansion, PeakDetection, SampleOksAP, build_metrics
+    from heatlit.metrics import (
+        MPJPE,
+        STAT_NAMES,
+        CocoOksAP,
+        KeypointExpansion,
+        PeakDetection,
+        SampleOksAP,
+        build_metrics,
+    )
 
     output, loss = build_output(cfg), instantiate(cfg.loss)
     check_representation(output, datamodule.encoder, loss, decoders)
@@ -156,6 +164,8 @@ def build_module(cfg: DictConfig, datamodule, decoders: dict) -> HeatmapModule:
         make_metrics=make_metrics,
         make_3d=make_3d,
         make_coco=make_coco,
+        # validation scores OKS AP only when an OKS figure picks the checkpoint (COCO); test always does
+        oks_val=(cfg.monitor.metric or desc.monitor).lower() in {name.lower() for name in STAT_NAMES},
         optimizer=instantiate(cfg.optim.optimizer),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         grid=grid,
