@@ -161,3 +161,23 @@ def test_known_noise_is_silenced_and_other_warnings_still_show():
         rank_zero.log.removeHandler(handler)
     assert any("GPU available" in r for r in records)  # Lightning's other lines stay
     assert not any("litlogger" in r for r in records)
+
+
+def test_tensorboard_keeps_fit_events_when_the_test_starts_in_the_same_second(tmp_path, monkeypatch):
+    """tensorboardX names event files by whole seconds: a writer closed after fit and reopened for the test
+    in the same second used to overwrite every training and validation event (seen in fast full runs)."""
+    import types
+
+    import tensorboardX.event_file_writer as event_file_writer
+
+    from heatlit.training.loggers import tensorboard_logger
+
+    monkeypatch.setattr(event_file_writer, "time", types.SimpleNamespace(time=lambda: 1796409845.0))
+    logger = tensorboard_logger(str(tmp_path), version="")
+    logger.log_metrics({"val/dark/pckh@0.1": 1.0}, step=0)
+    logger.finalize("success")  # Lightning, at the end of fit
+    logger.log_metrics({"test/dark/pckh@0.1": 2.0}, step=1)
+    logger.finalize("success")  # at the end of test
+    logger.close_writer()  # heatlit.training.run.finish_loggers
+    (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
+    assert {"val/dark/pckh_0.1", "test/dark/pckh_0.1"} <= read_event_tags(events)

@@ -93,6 +93,20 @@ def tensorboard_logger(save_dir: str, name: str = "tensorboard", version: str = 
         def log_metrics(self, metrics, step=None) -> None:
             super().log_metrics({tensorboard_tag(k): v for k, v in metrics.items()}, step)
 
+        @rank_zero_only
+        def finalize(self, status: str) -> None:
+            # Lightning closes the writer after fit; tensorboardX reopens it for the test under a file name
+            # that counts whole seconds only, so a test starting in the second fit ended overwrote every
+            # training and validation event. Flush here; heatlit.training.run.finish_loggers closes it.
+            if self._experiment is not None:
+                self._experiment.flush()
+            if status == "success":
+                self.save()
+
+        def close_writer(self) -> None:
+            if self._experiment is not None:
+                self._experiment.close()
+
     return TagSafeTensorBoardLogger(save_dir, name=name, version=version, **kwargs)
 
 

@@ -227,7 +227,11 @@ def wandb_loggers(trainer: L.Trainer) -> list:
 
 
 def finish_loggers(trainer: L.Trainer) -> None:
-    """Close wandb so the next job of a multirun starts its own run."""
+    """Close the TensorBoard writer once fit and test are over, and wandb so the next job of a multirun
+    starts its own run."""
+    for lg in trainer.loggers:
+        if hasattr(lg, "close_writer"):
+            lg.close_writer()
     if wandb_loggers(trainer):
         import wandb
 
