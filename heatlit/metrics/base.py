@@ -52,6 +52,17 @@ def as_mask(x: Tensor, name: str, who: str) -> Tensor:
     return x != 0
 
 
+def usable_norm(norm: Tensor) -> Tensor:
+    """``[B]`` bool: the samples whose normaliser ``norm [B]`` a normalised metric can divide by (finite, > 0)."""
+    return torch.isfinite(norm) & (norm > 0)
+
+
+def counted_joints(target: Tensor, visible: Tensor, usable: Tensor) -> Tensor:
+    """``[B, K]`` bool: the joints a metric scores: ``visible``, ``usable`` (both ``[B, K]`` bool) and with a
+    finite ground truth ``target [B, K, D]``."""
+    return visible & usable & torch.isfinite(target).all(-1)
+
+
 class KeypointMetric(Metric):
     """Base of the per-joint sum metrics (not used directly).
 
@@ -141,7 +152,7 @@ class KeypointMetric(Metric):
             ``counted[B, K]`` (scored joints), ``valid[B, K]`` (counted with a finite prediction) and
             ``err[B, K]`` float64 (zero where not valid).
         """
-        counted = visible & usable & torch.isfinite(target).all(-1)
+        counted = counted_joints(target, visible, usable)
         valid = counted & torch.isfinite(pred).all(-1)
         self.num_skipped += (visible & ~counted).sum()
         self.num_invalid += (counted & ~valid).sum()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from heatlit.metrics.base import ErrorSumMetric, KeypointMetric, check_per_sample
+from heatlit.metrics.base import ErrorSumMetric, KeypointMetric, check_per_sample, usable_norm
 
 Tensor = torch.Tensor
 
@@ -56,7 +56,7 @@ class ThresholdCountMetric(KeypointMetric):
         """
         pred, target, visible = self._prepare(pred, target, visible)
         norm = check_per_sample(norm, pred.shape[0], "norm", type(self).__name__).to(pred)
-        usable = (torch.isfinite(norm) & (norm > 0))[:, None].expand_as(visible)
+        usable = usable_norm(norm)[:, None].expand_as(visible)
         counted, valid, err = self._score(pred, target, visible, usable)
         alphas = torch.tensor(self.alphas, dtype=torch.float64, device=pred.device)
         hit = valid & (err <= alphas[:, None, None] * norm[None, :, None])  # [T, B, K]

@@ -15,7 +15,7 @@ from torch import nn
 from heatlit.codecs import strongest_peak
 from heatlit.codecs.grid import HeatmapGrid
 from heatlit.metrics import AUC, SampleOksAP
-from heatlit.metrics.base import as_mask
+from heatlit.metrics.base import as_mask, counted_joints, usable_norm
 from heatlit.per_sample import PerSample
 
 Tensor = torch.Tensor
@@ -261,5 +261,4 @@ def joint_errors(pred: Tensor, target: Tensor) -> Tensor:
 def scored_joints(target: Tensor, visible: Tensor, norm: Tensor) -> Tensor:
     """``[B, K]`` bool: the joints the 2D metrics count (visible, finite ground truth, finite ``norm [B]`` > 0),
     the policy of :class:`heatlit.metrics.base.KeypointMetric`."""
-    usable = torch.isfinite(norm) & (norm > 0)
-    return as_mask(visible, "visible", "scored_joints") & usable[:, None] & torch.isfinite(target).all(-1)
+    return counted_joints(target, as_mask(visible, "visible", "scored_joints"), usable_norm(norm)[:, None])
