@@ -10,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CONF_DIR = ROOT / "conf"
+# the default decoders (conf/decoders/gaussian.yaml), in the order every run scores them
+DEFAULT_DECODERS = ("argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax")
 
 
 @pytest.fixture

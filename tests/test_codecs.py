@@ -26,7 +26,7 @@ from heatlit.codecs import (
     to_heatmap,
     to_input,
 )
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, DEFAULT_DECODERS
 
 SINGLE = {
     "argmax": argmax_decode,
@@ -351,7 +351,7 @@ def test_every_codec_config_instantiates_and_round_trips():
 def test_every_decoder_config_composes_in_a_run():
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["encoding.sigma=3.0", "+decoder@decoders.dark_sigma=dark_sigma"])
-    assert {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"} <= set(cfg.decoders)
+    assert set(DEFAULT_DECODERS) <= set(cfg.decoders)
     dark_sigma = instantiate(cfg.decoders.dark_sigma)
     assert dark_sigma.options == {"kernel": 17, "blur_sigma": 3.0}
     assert instantiate(cfg.decoders.dark).options == {"kernel": 11, "blur_sigma": None}

@@ -19,9 +19,9 @@ from heatlit.training.outputs import (
     check_representation,
     output_kind,
 )
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, DEFAULT_DECODERS
 
-GAUSSIAN_DECODERS = {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
+GAUSSIAN_DECODERS = set(DEFAULT_DECODERS)
 FLIP_INDEX = (1, 0, 2, 4, 3)  # two left/right pairs and one middle joint
 SIZE = (12, 16)  # heatmap (h, w)
 

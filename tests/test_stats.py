@@ -20,6 +20,7 @@ from heatlit.report.stats import (
     student_t_cdf,
     student_t_quantile,
 )
+from tests.conftest import DEFAULT_DECODERS
 
 # Two-sided 95% (p = 0.975) and 99% (p = 0.995) critical values of Student's t, as printed in the usual
 # tables (three decimals).
@@ -335,7 +336,7 @@ def test_study_sweep_end_to_end_writes_seeds_and_intervals(tmp_path):
     assert main([str(sweep_dir), "--metrics", "rmse"]) == 0
     table = (sweep_dir / "effects.md").read_text()
     scored = list(runs[0]["results"]["test"])  # every configured decoder, one effect row each
-    assert {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"} <= set(scored)
+    assert set(DEFAULT_DECODERS) <= set(scored)
     for decoder in scored:
         assert f"| {decoder} | rmse |" in table
     assert table.count("| 2 |") == len(scored)  # n seeds

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import DEFAULT_DECODERS, ROOT
 from tests.test_train import TINY
 
 
@@ -49,15 +49,7 @@ def test_table2_sweep_through_cli_and_report(tmp_path, tmp_path_factory):
     assert len(rows) == 4 * 7  # 4 finished runs x every decoder
     assert {r["model"] for r in rows} == {"hourglass_tiny", "hrnet_tiny"}
     assert {r["encoding"] for r in rows} == {"quant", "unquant"}
-    assert {r["decoder"] for r in rows} == {
-        "argmax",
-        "standard",
-        "standard_top2",
-        "dark",
-        "com",
-        "mom",
-        "soft_argmax",
-    }
+    assert {r["decoder"] for r in rows} == set(DEFAULT_DECODERS)
     text = (sweep_dir / "report" / "report.md").read_text()
     assert text.count("failed") >= 4  # the four crashed jobs are listed
     assert (sweep_dir / "report" / "decoders.png").stat().st_size > 10_000
@@ -112,15 +104,7 @@ def test_sweep_entry_point_end_to_end(tmp_path):
     assert [p.parent.name for p in sweep_dir.glob("*/results.json")] == ["0_hourglass_tiny_unquant_mse"]
     with open(sweep_dir / "report" / "table.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["decoder"] for r in rows] == [
-        "argmax",
-        "standard",
-        "standard_top2",
-        "dark",
-        "com",
-        "mom",
-        "soft_argmax",
-    ]
+    assert [r["decoder"] for r in rows] == list(DEFAULT_DECODERS)
     assert {(r["model"], r["encoding"]) for r in rows} == {("hourglass_tiny", "unquant")}
     assert all(0 <= float(r["pckh@0.1"]) <= 100 for r in rows)
     assert f"report: {sweep_dir.relative_to(tmp_path) / 'report' / 'report.md'}" in proc.stdout

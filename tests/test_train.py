@@ -20,7 +20,7 @@ from heatlit.per_sample import read_per_sample
 from heatlit.results import SCHEMA_VERSION, read_results
 from heatlit.training.checks import ConfigError
 from heatlit.training.run import build_datamodule, build_decoders, build_module, monitor_key, train
-from tests.conftest import CONF_DIR, ROOT
+from tests.conftest import CONF_DIR, DEFAULT_DECODERS, ROOT
 
 # A tiny rendered dataset, shared by every test of this module (generated once into a session cache).
 TINY = [
@@ -66,7 +66,7 @@ def test_fast_dev_run_every_model_encoding_loss(model, encoding, loss, tmp_path,
         [f"model={model}", f"encoding={encoding}", f"loss={loss}", "debug=fast"], tmp_path, data_dir
     )
     test = results["test"]
-    assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
+    assert set(test) == set(DEFAULT_DECODERS)
     for metrics in test.values():
         assert {"pckh@0.1", "pckh@0.5", "rmse"} <= set(metrics)
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100
@@ -154,7 +154,7 @@ def test_train_entry_point_end_to_end(trained):
     assert run.facts["monitor"] == "val/dark/pckh@0.1" and run.facts["epochs"] == 1
     assert run.facts["flipped"] == {"val": False, "test": True}  # flip_val=false, flip_test=true
     test = run.stage("test")
-    assert set(test) == {"argmax", "standard", "standard_top2", "dark", "com", "mom", "soft_argmax"}
+    assert set(test) == set(DEFAULT_DECODERS)
     for metrics in test.values():
         assert set(metrics) == {"pckh@0.1", "pckh@0.5", "rmse", "auc", "ap", "ap_bound", "ap50", "ap75", "ar"}
         assert 0 <= metrics["pckh@0.1"] <= metrics["pckh@0.5"] <= 100 and metrics["rmse"] > 0
