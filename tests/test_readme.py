@@ -148,7 +148,12 @@ def test_pages_have_the_blocks_make_results_writes(page, blocks):
 def test_readme_default_table_is_what_make_train_writes(tmp_path):
     """`make check-readme`: the default experiment trained afresh matches README's table cell for cell.
 
-    Bit-stable only on the machine and torch thread count that produced README's table (see README)."""
+    Bit-stable only on the machine and torch thread count that produced README's table, and with the CMU clip
+    the rendered data include when it is found (see README)."""
+    from heatlit.data.synth import default_mocap_path
+
+    if default_mocap_path() is None:
+        pytest.skip("README's table was made with the CMU clip (../shared/data/mocap); it is not here")
     run = tmp_path / "run"
     subprocess.run(
         [sys.executable, "-m", "heatlit.train", f"output_dir={run}", "logger=csv"], cwd=ROOT, check=True
